@@ -1,0 +1,3 @@
+"""creditctl: the credits ledger and Stripe billing back office."""
+
+__version__ = "0.1.0"

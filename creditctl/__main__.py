@@ -1,0 +1,3 @@
+from creditctl.cli.app import main
+
+main()

@@ -1,0 +1,51 @@
+"""The support view: everything about one user's credits and plan on one screen."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+
+from creditctl.amounts import iso, utcnow
+from creditctl.holds import open_holds
+from creditctl.ledger import Policy, balance, history
+from creditctl.plans import get_plan
+from creditctl.tables import grants, users
+from db.engine import read
+
+USAGE_TYPES = {"usage", "capture"}
+
+
+def account_view(engine: Engine, user: str, *, policy: Policy,
+                 now: datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    current = balance(engine, user, now=now)
+    with read(engine) as conn:
+        row = conn.execute(sa.select(users).where(users.c.id == current.user_id)).one()
+        plan = get_plan(conn, row.plan)
+        by_source = dict(conn.execute(
+            sa.select(grants.c.source, func.sum(grants.c.remaining))
+            .where(grants.c.user_id == row.id, grants.c.remaining > 0)
+            .group_by(grants.c.source)).all())
+    recent = [e for e in history(engine, row.id, limit=50) if e["type"] in USAGE_TYPES][-10:]
+    plan_credits = int(by_source.pop("plan", 0) or 0)
+    return {
+        "user": {"id": row.id, "email": row.email, "name": row.name,
+                 "stripe_customer_id": row.stripe_customer_id},
+        "plan": {"name": plan.name, "display_name": plan.display_name,
+                 "credits_per_period": "unlimited" if plan.credits is None else plan.credits,
+                 "features": list(plan.features)},
+        "subscription": {"status": "none (free plan, renewed locally)"
+                         if plan.amount == 0 else "none", "period_start": iso(row.period_start),
+                         "renews_at": iso(row.period_end)},
+        "balance": {"plan_credits": plan_credits,
+                    "bonus_credits": int(sum(v or 0 for v in by_source.values())),
+                    "held": current.held, "available": current.available,
+                    "unlimited": current.unlimited},
+        "holds": open_holds(engine, user=row.id, now=now),
+        "recent_usage": recent,
+        "warnings": current.warnings(policy),
+    }

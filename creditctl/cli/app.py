@@ -1,0 +1,102 @@
+"""The root command: wires the command groups together and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from creditctl.cli import (
+    account_cmd,
+    audit_cmd,
+    config_cmd,
+    credits_cmd,
+    db_cmd,
+    features_cmd,
+    holds_cmd,
+    run_cmd,
+    users_cmd,
+)
+from creditctl.cli.context import AppContext, current, set_current
+from creditctl.errors import EXIT_UNEXPECTED, CreditctlError
+
+DEBUG_VARIABLE = "CREDITCTL_DEBUG"
+_PASS_THROUGH = (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt)
+
+
+def report(exc: BaseException) -> int:
+    """The one place an error becomes a line on stderr and an exit code."""
+    if isinstance(exc, CreditctlError):
+        sys.stderr.write(f"error: {exc.message}\n")
+        return exc.exit_code
+    if os.environ.get(DEBUG_VARIABLE):
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    sys.stderr.write(f"error: unexpected {type(exc).__name__}; set {DEBUG_VARIABLE}=1 to see "
+                     "the traceback\n")
+    return EXIT_UNEXPECTED
+
+
+class CreditctlGroup(TyperGroup):
+    def invoke(self, ctx):  # noqa: ANN001 - click's signature
+        try:
+            return super().invoke(ctx)
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error is reported the same way
+            raise typer.Exit(report(exc)) from None
+        finally:
+            current().close()
+
+
+app = typer.Typer(
+    cls=CreditctlGroup,
+    help="Credits ledger and Stripe billing back office.\n\n"
+         "Example: creditctl credits deduct alice@example.com 1 --ref render-42",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def root(
+    config: Annotated[str | None, typer.Option(
+        "--config", help="Config file (default: $CREDITCTL_CONFIG or ./creditctl.toml).")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="Database URL; overrides CREDITCTL_DATABASE_URL and the file.",
+    )] = None,
+    operator: Annotated[str | None, typer.Option(
+        "--operator", help="Who is acting (default: $CREDITCTL_OPERATOR or the OS user).")] = None,
+) -> None:
+    """Credits ledger and Stripe billing back office.
+
+    Example: creditctl --config creditctl.toml account alice@example.com
+    """
+    flags = {"database.url": database_url} if database_url else {}
+    set_current(AppContext(config_file=config, flags=flags, operator_flag=operator))
+
+
+app.command("init")(db_cmd.init)
+app.command("account")(account_cmd.account)
+app.command("run", context_settings={"allow_interspersed_args": False})(run_cmd.run)
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(users_cmd.app, name="users")
+app.add_typer(credits_cmd.app, name="credits")
+app.add_typer(holds_cmd.app, name="holds")
+app.add_typer(features_cmd.app, name="features")
+app.add_typer(audit_cmd.app, name="audit")
+
+
+def main() -> None:
+    try:
+        app()
+    except _PASS_THROUGH:
+        raise
+    except Exception as exc:  # noqa: BLE001 - last resort, e.g. an error while parsing
+        sys.exit(report(exc))

@@ -1,0 +1,67 @@
+"""What every command needs, built once per invocation and only when first asked for."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from creditctl.errors import InvalidInput
+
+
+@dataclass
+class AppContext:
+    config_file: str | None = None
+    flags: dict[str, Any] = field(default_factory=dict)
+    operator_flag: str | None = None
+
+    @cached_property
+    def settings(self):
+        from creditctl.settings import load_settings
+
+        return load_settings(self.config_file, flags=self.flags)
+
+    @cached_property
+    def engine(self):
+        from db.engine import make_engine
+
+        return make_engine(self.settings.database_url, self.settings["database.busy_timeout_ms"])
+
+    @cached_property
+    def policy(self):
+        from creditctl.ledger import Policy
+
+        return Policy.from_settings(self.settings)
+
+    @cached_property
+    def operator(self) -> str:
+        name = self.operator_flag or os.environ.get("CREDITCTL_OPERATOR")
+        if not name:
+            try:
+                name = getpass.getuser()
+            except (KeyError, OSError):
+                name = "unknown"
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise InvalidInput("operator name must be 1-200 characters; pass --operator NAME")
+        return name
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
+
+_current: AppContext | None = None
+
+
+def set_current(context: AppContext) -> None:
+    global _current
+    _current = context
+
+
+def current() -> AppContext:
+    if _current is None:
+        set_current(AppContext())
+    return _current

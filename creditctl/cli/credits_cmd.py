@@ -1,0 +1,280 @@
+"""`creditctl credits ...`: the ledger commands render scripts and operators use."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from creditctl.cli.context import current
+from creditctl.cli.options import AmountArg, Json, Key, Reason, Ref, Since, Until, UserArg
+from creditctl.cli.output import emit_json, note, say, table, warn, write_csv
+
+app = typer.Typer(help="Balances, deducts, grants, adjustments, reversals, holds and history.",
+                  no_args_is_help=True)
+
+HISTORY_COLUMNS = ("id", "created_at", "type", "amount", "balance_after", "quantity",
+                   "reference", "actor", "description")
+
+
+def _amount(text: str, what: str = "amount") -> int:
+    from creditctl.amounts import parse_amount
+
+    return parse_amount(text, current().settings["credits.max_amount"], what)
+
+
+def _balance_payload(balance: Any, warnings: list[str], **extra: Any) -> dict[str, Any]:
+    return {**balance.as_dict(), **extra, "warnings": warnings}
+
+
+@app.command("balance")
+def balance_command(user: UserArg, json: Json = False) -> None:
+    """Show what a user can spend now and what is on hold.
+
+    Example: creditctl credits balance alice@example.com --json
+    """
+    from creditctl.ledger import balance
+
+    ctx = current()
+    result = balance(ctx.engine, user)
+    warnings = result.warnings(ctx.policy)
+    if json:
+        emit_json(_balance_payload(result, warnings))
+        return
+    shown = "unlimited" if result.unlimited else result.available
+    say(f"{result.user_id} ({result.email}) plan {result.plan}: available {shown}, "
+        f"held {result.held}")
+    warn(warnings)
+
+
+@app.command("check")
+def check_command(user: UserArg, amount: AmountArg, json: Json = False) -> None:
+    """Exit 0 if USER can spend AMOUNT credits now, 3 if not. Changes nothing.
+
+    Example: creditctl credits check alice@example.com 5 && render.sh
+    """
+    from creditctl.ledger import balance, insufficient
+
+    ctx = current()
+    needed = _amount(amount)
+    result = balance(ctx.engine, user)
+    enough = result.unlimited or result.available >= needed
+    warnings = result.warnings(ctx.policy)
+    if json:
+        emit_json(_balance_payload(result, warnings, needed=needed, ok=enough))
+    if not enough:
+        raise insufficient(user, result.available, needed, ctx.policy)
+    if not json:
+        say(f"ok: {user} can spend {needed} (available "
+            f"{'unlimited' if result.unlimited else result.available})")
+    warn(warnings)
+
+
+@app.command("deduct")
+def deduct_command(user: UserArg, amount: AmountArg, ref: Ref = None, key: Key = None,
+                   json: Json = False) -> None:
+    """Spend AMOUNT credits, or refuse (exit 3) and change nothing.
+
+    Example: creditctl credits deduct alice@example.com 1 --ref render-42 --key render-42
+    """
+    from creditctl.idempotency import check_key
+    from creditctl.ledger import Balance, deduct
+
+    ctx = current()
+    posting = deduct(ctx.engine, user, _amount(amount), actor=ctx.operator, policy=ctx.policy,
+                     ref=ref, key=check_key(key))
+    extra = posting.extra
+    after = Balance(posting.user_id, "", extra["plan"], extra["unlimited"],
+                    extra["available"], extra["held"])
+    warnings = after.warnings(ctx.policy)
+    if json:
+        emit_json({"user_id": posting.user_id, "entry_id": posting.entry_id,
+                   "amount": posting.amount, "available": after.available,
+                   "held": after.held, "plan": after.plan, "unlimited": after.unlimited,
+                   "replayed": posting.replayed, "warnings": warnings})
+    else:
+        again = " (already done: same key)" if posting.replayed else ""
+        say(f"deducted {_amount(amount)} from {posting.user_id}: entry {posting.entry_id}, "
+            f"available {'unlimited' if after.unlimited else after.available}{again}")
+    warn(warnings)
+
+
+def _print_posting(posting: Any, verb: str, json: bool) -> None:
+    if json:
+        emit_json({"user_id": posting.user_id, "entry_id": posting.entry_id,
+                   "type": posting.type, "amount": posting.amount,
+                   "balance_after": posting.balance_after, "grant_id": posting.grant_id,
+                   "replayed": posting.replayed})
+        return
+    again = " (already done: same key)" if posting.replayed else ""
+    say(f"{verb} {posting.amount:+d} for {posting.user_id}: entry {posting.entry_id}, "
+        f"balance {posting.balance_after}{again}")
+
+
+@app.command("grant")
+def grant_command(
+    user: UserArg, amount: AmountArg, reason: Reason = None,
+    expires: Annotated[str | None, typer.Option(
+        "--expires", help="Expiry date (YYYY-MM-DD or ISO date-time); default: never.")] = None,
+    source: Annotated[str, typer.Option(
+        "--source", help="bonus, promotion or admin.")] = "bonus",
+    key: Key = None, json: Json = False,
+) -> None:
+    """Give USER AMOUNT credits, with a reason (audited).
+
+    Example: creditctl credits grant alice@example.com 50 --reason "make-good" --expires 2027-01-31
+    """
+    from creditctl.amounts import parse_when
+    from creditctl.errors import InvalidInput
+    from creditctl.idempotency import check_key
+    from creditctl.ledger import grant, require_reason
+
+    if source not in {"bonus", "promotion", "admin"}:
+        raise InvalidInput(f"source {source!r} is not one of bonus, promotion, admin")
+    ctx = current()
+    credits = _amount(amount)
+    require_reason(reason)
+    expires_at = parse_when(expires, "expiry") if expires else None
+    posting = grant(ctx.engine, user, credits, actor=ctx.operator, reason=reason,
+                    source=source, expires_at=expires_at, key=check_key(key))
+    _print_posting(posting, "granted", json)
+
+
+@app.command("adjust")
+def adjust_command(
+    user: UserArg,
+    delta: Annotated[str, typer.Argument(help="Credits to add (+) or remove (-).",
+                                         show_default=False)],
+    reason: Reason = None, key: Key = None, json: Json = False,
+) -> None:
+    """Correct a balance by DELTA credits, with a reason (audited).
+
+    Example: creditctl credits adjust alice@example.com -- -20 --reason "duplicate render"
+    """
+    from creditctl.amounts import parse_delta
+    from creditctl.idempotency import check_key
+    from creditctl.ledger import adjust, require_reason
+
+    ctx = current()
+    change = parse_delta(delta, ctx.settings["credits.max_amount"])
+    require_reason(reason)
+    posting = adjust(ctx.engine, user, change, actor=ctx.operator, reason=reason,
+                     policy=ctx.policy, key=check_key(key))
+    _print_posting(posting, "adjusted", json)
+
+
+@app.command("reverse")
+def reverse_command(
+    entry_id: Annotated[str, typer.Argument(help="Ledger entry id.", show_default=False)],
+    reason: Reason = None, json: Json = False,
+) -> None:
+    """Post the opposite of a ledger entry, with a reason (audited).
+
+    Example: creditctl credits reverse 42 --reason "render failed on our side"
+    """
+    from creditctl.ledger import require_reason, reverse
+
+    ctx = current()
+    entry = _amount(entry_id, "entry id")
+    require_reason(reason)
+    posting = reverse(ctx.engine, entry, actor=ctx.operator, reason=reason, policy=ctx.policy)
+    _print_posting(posting, f"reversed entry {entry}:", json)
+
+
+@app.command("history")
+def history_command(
+    user: UserArg, since: Since = None, until: Until = None,
+    format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    json: Json = False,
+) -> None:
+    """The user's ledger entries, oldest first.
+
+    Example: creditctl credits history alice@example.com --since 2026-11-01 --format csv
+    """
+    from creditctl.amounts import parse_when
+    from creditctl.errors import InvalidInput
+    from creditctl.ledger import history
+
+    if format not in {"table", "csv", "json"}:
+        raise InvalidInput(f"format {format!r} is not one of table, csv, json")
+    rows = history(current().engine, user,
+                   since=parse_when(since, "--since") if since else None,
+                   until=parse_when(until, "--until") if until else None)
+    if json or format == "json":
+        emit_json(rows)
+    elif format == "csv":
+        write_csv(rows, list(rows[0]) if rows else list(HISTORY_COLUMNS))
+    else:
+        table(rows, HISTORY_COLUMNS, title=f"ledger of {user}", empty="no entries")
+
+
+@app.command("reserve")
+def reserve_command(
+    user: UserArg, amount: AmountArg,
+    ttl: Annotated[str | None, typer.Option(
+        "--ttl", help="How long the hold lasts (90s, 30m, 2h); default credits.hold_ttl.")] = None,
+    ref: Ref = None, key: Key = None, json: Json = False,
+) -> None:
+    """Put AMOUNT credits on hold for a render; prints the hold id.
+
+    Example: creditctl credits reserve alice@example.com 5 --ttl 30m --ref render-42
+    """
+    from creditctl.amounts import parse_duration
+    from creditctl.holds import reserve
+    from creditctl.idempotency import check_key
+
+    ctx = current()
+    credits = _amount(amount)
+    lifetime = parse_duration(ttl or ctx.settings["credits.hold_ttl"])
+    result = reserve(ctx.engine, user, credits, ttl=lifetime, actor=ctx.operator,
+                     policy=ctx.policy, ref=ref, key=check_key(key))
+    _print_hold(result, json)
+
+
+def _print_hold(result: Any, json: bool) -> None:
+    if json:
+        emit_json(result.as_dict())
+        return
+    say(str(result.hold_id))
+    note(f"hold {result.hold_id} ({result.status}): {result.amount} credits for "
+         f"{result.user_id}, expires {result.as_dict()['expires_at']}; available "
+         f"{result.available}{' (already done: same key)' if result.replayed else ''}")
+
+
+HoldArg = Annotated[str, typer.Argument(help="Hold id.", show_default=False)]
+
+
+@app.command("capture")
+def capture_command(
+    hold_id: HoldArg,
+    amount: Annotated[str | None, typer.Argument(
+        help="Credits to spend (default: the whole hold).", show_default=False)] = None,
+    key: Key = None, json: Json = False,
+) -> None:
+    """Spend a hold (or AMOUNT of it); the rest returns to the balance.
+
+    Example: creditctl credits capture 17 3
+    """
+    from creditctl.holds import capture
+    from creditctl.idempotency import check_key
+
+    ctx = current()
+    hold = _amount(hold_id, "hold id")
+    spend = _amount(amount) if amount is not None else None
+    result = capture(ctx.engine, hold, spend, actor=ctx.operator, key=check_key(key))
+    _print_hold(result, json)
+
+
+@app.command("release")
+def release_command(hold_id: HoldArg, key: Key = None, json: Json = False) -> None:
+    """Return every credit of a hold to the balance.
+
+    Example: creditctl credits release 17
+    """
+    from creditctl.holds import release
+    from creditctl.idempotency import check_key
+
+    ctx = current()
+    result = release(ctx.engine, _amount(hold_id, "hold id"), actor=ctx.operator,
+                     key=check_key(key))
+    _print_hold(result, json)

@@ -1,0 +1,61 @@
+"""`creditctl init` and `creditctl db ...`: schema migrations and plan loading."""
+
+from __future__ import annotations
+
+import typer
+
+from creditctl.cli.context import current
+from creditctl.cli.options import Json
+from creditctl.cli.output import emit_json, note
+
+app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
+
+
+def init(json: Json = False) -> None:
+    """Create or upgrade the database and load the plans from the config.
+
+    Example: creditctl --database-url sqlite:///creditctl.db init
+    """
+    from creditctl.plans import load_plans
+    from db.migrate import upgrade
+
+    ctx = current()
+    before, after = upgrade(ctx.engine)
+    changes = load_plans(ctx.engine, ctx.settings.plans)
+    if json:
+        emit_json({"revision_before": before, "revision": after, "plans": changes})
+        return
+    note(f"schema at revision {after}" + (f" (was {before})" if before != after else ""))
+    note("plans: " + ", ".join(f"{name} {change}" for name, change in changes.items()))
+
+
+@app.command("upgrade")
+def upgrade_command(json: Json = False) -> None:
+    """Upgrade the schema to the newest revision.
+
+    Example: creditctl db upgrade
+    """
+    from db.migrate import upgrade
+
+    before, after = upgrade(current().engine)
+    if json:
+        emit_json({"revision_before": before, "revision": after})
+    else:
+        note(f"schema at revision {after}" + (f" (was {before})" if before != after else ""))
+
+
+@app.command("current")
+def current_command(json: Json = False) -> None:
+    """Print the schema revision of the database and the newest one known.
+
+    Example: creditctl db current --json
+    """
+    from db.migrate import current as current_revision
+    from db.migrate import head
+
+    revision, newest = current_revision(current().engine), head()
+    if json:
+        emit_json({"revision": revision, "head": newest, "up_to_date": revision == newest})
+        return
+    state = "up to date" if revision == newest else f"behind head {newest}; run creditctl init"
+    typer.echo(f"{revision or 'none'} ({state})")

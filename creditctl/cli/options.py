@@ -1,0 +1,18 @@
+"""Options and arguments shared by many commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+UserArg = Annotated[str, typer.Argument(help="User id or email.", show_default=False)]
+AmountArg = Annotated[str, typer.Argument(help="A positive whole number of credits.",
+                                          show_default=False)]
+Key = Annotated[str | None, typer.Option(
+    "--key", help="Idempotency key: a retry with the same key returns the first result.")]
+Ref = Annotated[str | None, typer.Option("--ref", help="Reference, e.g. a render id.")]
+Reason = Annotated[str | None, typer.Option("--reason", help="Why (required; audited).")]
+Since = Annotated[str | None, typer.Option("--since", help="From this date (YYYY-MM-DD).")]
+Until = Annotated[str | None, typer.Option("--until", help="Before this date (YYYY-MM-DD).")]

@@ -1,0 +1,58 @@
+"""Printing: data to stdout (a table, lines, or --json), messages to stderr."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, default=str, sort_keys=False) + "\n")
+
+
+def say(text: str) -> None:
+    """A line of data for people (stdout)."""
+    sys.stdout.write(text + "\n")
+
+
+def note(text: str) -> None:
+    """A message about what happened (stderr)."""
+    sys.stderr.write(text + "\n")
+
+
+def warn(warnings: Iterable[str]) -> None:
+    for warning in warnings:
+        note(f"warning: {warning}")
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None,
+          empty: str = "nothing to show") -> None:
+    """A Rich table on stdout, or a note when there are no rows."""
+    if not rows:
+        note(empty)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    grid = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        grid.add_column(column, overflow="fold")
+    for row in rows:
+        grid.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    Console(soft_wrap=True).print(grid)
+
+
+def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def key_values(pairs: Sequence[tuple[str, Any]]) -> None:
+    width = max(len(k) for k, _ in pairs)
+    for name, value in pairs:
+        say(f"{name.ljust(width)}  {'' if value is None else value}")

@@ -1,0 +1,65 @@
+"""`creditctl run`: hold credits, run a command, capture on success, release otherwise."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+
+from creditctl.errors import HoldSettled, InsufficientCredits, InvalidInput
+from creditctl.holds import capture, release, reserve
+from creditctl.ledger import Policy, deduct
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def run_with_hold(engine: Engine, user: str, amount: int, command: Sequence[str], *,
+                  ttl: timedelta, actor: str, policy: Policy, ref: str | None = None) -> int:
+    """Returns the command's exit code (128 + N if a signal N ended it)."""
+    if not command:
+        raise InvalidInput("no command given; put it after --, e.g. creditctl run USER 1 -- "
+                           "render.sh scene.blend")
+    hold = reserve(engine, user, amount, ttl=ttl, actor=actor, policy=policy, ref=ref)
+    signals: list[int] = []
+    try:
+        child = subprocess.Popen(list(command))
+    except OSError as exc:
+        release(engine, hold.hold_id, actor=actor)
+        raise InvalidInput(f"cannot run {command[0]!r}: {exc.strerror}; nothing was "
+                           "charged") from None
+
+    def forward(signum: int, _frame: object) -> None:
+        signals.append(signum)
+        child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in FORWARDED}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if code == 0 and not signals:
+        _capture(engine, hold.hold_id, hold.user_id, amount, actor=actor, policy=policy,
+                 ref=ref)
+    else:
+        release(engine, hold.hold_id, actor=actor)
+    return code if code >= 0 else 128 - code
+
+
+def _capture(engine: Engine, hold_id: int, user_id: str, amount: int, *, actor: str,
+             policy: Policy, ref: str | None) -> None:
+    try:
+        capture(engine, hold_id, actor=actor)
+    except HoldSettled:
+        # The hold outlived its TTL while the command ran: charge it now if credits allow.
+        try:
+            deduct(engine, user_id, amount, actor=actor, policy=policy, ref=ref,
+                   key=f"run-hold-{hold_id}", description=f"run after hold {hold_id} expired")
+        except InsufficientCredits:
+            sys.stderr.write(f"warning: hold {hold_id} expired before the command finished "
+                             "and the credits are no longer there; nothing was charged. "
+                             "Use a longer --ttl\n")

@@ -1,0 +1,118 @@
+"""Users: created with a welcome grant and a first plan period; found by id, email or customer."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import or_
+from sqlalchemy.engine import Connection, Engine, Row
+
+from creditctl.amounts import iso, parse_email, period_end, utcnow
+from creditctl.audit import record
+from creditctl.errors import DuplicateUser, InvalidInput
+from creditctl.ledger import Policy, add_grant, run_write, user_state
+from creditctl.plans import get_plan
+from creditctl.tables import users
+from db.engine import read
+
+_USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
+
+
+def check_user_id(user_id: str) -> str:
+    if not _USER_ID.fullmatch(user_id):
+        raise InvalidInput(f"user id {user_id!r} is not allowed; use 1-128 letters, digits, "
+                           "'_', '.', ':' or '-', starting with a letter or digit")
+    return user_id
+
+
+def add_user(engine: Engine, email: str, *, actor: str, policy: Policy, plan: str,
+             user_id: str | None = None, name: str | None = None,
+             now: datetime | None = None) -> dict[str, Any]:
+    """Create a user with the welcome grant and, on a free plan, its first period's credits."""
+    now = now or utcnow()
+    email = parse_email(email)
+    user_id = check_user_id(user_id) if user_id else f"usr_{secrets.token_hex(6)}"
+    if name is not None and len(name) > 200:
+        raise InvalidInput("name is longer than 200 characters; shorten it")
+
+    def operation(conn: Connection) -> dict[str, Any]:
+        _refuse_duplicate(conn, email, user_id)
+        plan_row = get_plan(conn, plan)
+        conn.execute(users.insert().values(id=user_id, email=email, email_key=email.lower(),
+                                           name=name, plan=plan, created_at=now))
+        if policy.welcome_grant:
+            add_grant(conn, user_id=user_id, source="bonus", amount=policy.welcome_grant,
+                      actor=actor, now=now, description="welcome grant")
+        start_local_period(conn, user_id, plan_row, start=now, actor=actor)
+        record(conn, operator=actor, action="user.add", user_id=user_id, reason="new user",
+               now=now, details={"email": email, "plan": plan})
+        return show(conn, user_id)
+
+    return run_write(engine, operation)
+
+
+def start_local_period(conn: Connection, user_id: str, plan_row: Row, *, start: datetime,
+                       actor: str) -> None:
+    """Plans without a price (free) are renewed here, not by Stripe: grant one period's credits."""
+    if plan_row.amount != 0 or plan_row.credits is None:
+        return
+    end = period_end(start, plan_row.interval)
+    conn.execute(users.update().where(users.c.id == user_id)
+                 .values(period_start=start, period_end=end))
+    if plan_row.credits > 0:
+        add_grant(conn, user_id=user_id, source="plan", amount=plan_row.credits, actor=actor,
+                  now=start, expires_at=None if plan_row.rollover else end,
+                  period_key=f"{plan_row.name}:{iso(start)}",
+                  description=f"{plan_row.name} plan credits until {iso(end)}")
+
+
+def _refuse_duplicate(conn: Connection, email: str, user_id: str) -> None:
+    clash = conn.execute(sa.select(users.c.id, users.c.email).where(
+        or_(users.c.email_key == email.lower(), users.c.id == user_id))).first()
+    if clash is None:
+        return
+    if clash.id == user_id:
+        raise DuplicateUser(f"a user with id {user_id!r} already exists ({clash.email})")
+    raise DuplicateUser(f"a user with email {clash.email} already exists (id {clash.id})")
+
+
+def show(conn: Connection, user: str) -> dict[str, Any]:
+    row = conn.execute(sa.select(users).where(users.c.id == user_state(conn, user).id)).one()
+    return user_dict(row)
+
+
+def user_dict(row: Row) -> dict[str, Any]:
+    return {"id": row.id, "email": row.email, "name": row.name, "plan": row.plan,
+            "balance": row.balance, "held": row.held,
+            "stripe_customer_id": row.stripe_customer_id, "created_at": iso(row.created_at),
+            "period_start": iso(row.period_start), "period_end": iso(row.period_end)}
+
+
+def show_user(engine: Engine, user: str) -> dict[str, Any]:
+    with read(engine) as conn:
+        return show(conn, user)
+
+
+def search_users(engine: Engine, query: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Users whose email contains `query`, or whose id or Stripe customer id is `query`."""
+    text = query.strip()
+    if not text:
+        raise InvalidInput("search text is empty; give part of an email, a user id or cus_...")
+    pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    condition = or_(users.c.id == text, users.c.stripe_customer_id == text,
+                    users.c.email_key.like(pattern, escape="\\"))
+    with read(engine) as conn:
+        rows = conn.execute(sa.select(users).where(condition)
+                            .order_by(users.c.email_key).limit(limit)).all()
+    return [user_dict(row) for row in rows]
+
+
+def list_users(engine: Engine, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    with read(engine) as conn:
+        rows = conn.execute(sa.select(users).order_by(users.c.created_at, users.c.id)
+                            .limit(limit).offset(offset)).all()
+    return [user_dict(row) for row in rows]
