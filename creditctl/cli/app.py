@@ -83,7 +83,7 @@ def root(
 
 app.command("init")(db_cmd.init)
 app.command("account")(account_cmd.account)
-app.command("run", context_settings={"allow_interspersed_args": False})(run_cmd.run)
+app.command("run")(run_cmd.run)
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(users_cmd.app, name="users")
