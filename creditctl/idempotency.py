@@ -9,20 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import re
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from creditctl.errors import IdempotencyConflict, InvalidInput
-from creditctl.tables import entries
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Row
 
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")
 UNIQUE_KEY_CONSTRAINT = "uq_ledger_entries_user_id_idempotency_key"
 
-_FIND = sa.select(
-    entries.c.id, entries.c.request_hash, entries.c.type, entries.c.amount,
-    entries.c.balance_after, entries.c.hold_id, entries.c.grant_id, entries.c.created_at,
-).where(entries.c.user_id == sa.bindparam("uid"), entries.c.idempotency_key == sa.bindparam("key"))
+
+
+@cache
+def find_statement() -> Any:
+    """The entry a key wrote; built once, on first use (this module stays import-light)."""
+    import sqlalchemy as sa
+
+    from creditctl.tables import entries
+
+    return sa.select(
+        entries.c.id, entries.c.request_hash, entries.c.type, entries.c.amount,
+        entries.c.balance_after, entries.c.hold_id, entries.c.grant_id, entries.c.created_at,
+    ).where(entries.c.user_id == sa.bindparam("uid"),
+            entries.c.idempotency_key == sa.bindparam("key"))
 
 
 def check_key(key: str | None) -> str | None:
@@ -45,15 +56,20 @@ def find_previous(conn: Connection, user_id: str, key: str | None, request: str)
     """The entry an earlier request with this key wrote, or None; a different request conflicts."""
     if key is None:
         return None
-    row = conn.execute(_FIND, {"uid": user_id, "key": key}).first()
+    row = conn.execute(find_statement(), {"uid": user_id, "key": key}).first()
     if row is not None and row.request_hash != request:
-        raise IdempotencyConflict(
-            f"idempotency key {key!r} was already used for a different request "
-            f"(entry {row.id}); use a new key for a new request")
+        raise key_conflict(key, row.id)
     return row
 
 
-def is_key_race(exc: sa.exc.IntegrityError) -> bool:
+def key_conflict(key: str, entry_id: int) -> IdempotencyConflict:
+    return IdempotencyConflict(
+        f"idempotency key {key!r} was already used for a different request "
+        f"(entry {entry_id}); use a new key for a new request")
+
+
+def is_key_race(exc: Exception) -> bool:
     """True when a concurrent request with the same key committed first."""
-    return UNIQUE_KEY_CONSTRAINT in str(exc.orig) or (
-        "ledger_entries.user_id, ledger_entries.idempotency_key" in str(exc.orig))
+    text = str(getattr(exc, "orig", exc))
+    return UNIQUE_KEY_CONSTRAINT in text or (
+        "ledger_entries.user_id, ledger_entries.idempotency_key" in text)

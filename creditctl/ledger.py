@@ -10,7 +10,7 @@ that expires soonest, in one set-based statement.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -24,12 +24,12 @@ from creditctl.errors import (
     Conflict,
     CreditctlError,
     DuplicateUser,
-    InsufficientCredits,
     InvalidInput,
     NotFound,
     UnknownUser,
 )
 from creditctl.idempotency import find_previous, fingerprint, is_key_race
+from creditctl.policy import Balance, Policy, Posting, insufficient
 from creditctl.tables import allocations, entries, grants, holds, plans, users
 from db.engine import read, write
 
@@ -38,65 +38,6 @@ NO_GRANT = -1
 REVERSIBLE = {"usage", "adjustment", "grant", "bonus", "refund", "reset"}
 ENTRY_TYPE_FOR_SOURCE = {"plan": "grant", "bonus": "bonus", "promotion": "bonus",
                          "admin": "grant", "refund": "refund"}
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The ledger's configurable rules."""
-
-    max_amount: int = 1_000_000
-    low_balance_threshold: int = 10
-    welcome_grant: int = 5
-    upgrade_hint: str = "ask an operator for a grant"
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> Policy:
-        return cls(
-            max_amount=settings["credits.max_amount"],
-            low_balance_threshold=settings["credits.low_balance_threshold"],
-            welcome_grant=settings["credits.welcome_grant"],
-            upgrade_hint=settings["credits.upgrade_hint"],
-        )
-
-    def hint(self, user: str) -> str:
-        return self.upgrade_hint.replace("{user}", user)
-
-
-@dataclass(frozen=True)
-class Balance:
-    """What a user can spend now."""
-
-    user_id: str
-    email: str
-    plan: str
-    unlimited: bool
-    available: int
-    held: int
-
-    def warnings(self, policy: Policy) -> list[str]:
-        if self.unlimited or self.available >= policy.low_balance_threshold:
-            return []
-        return [f"low balance: {self.available} credits left "
-                f"(warning threshold {policy.low_balance_threshold})"]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "email": self.email, "plan": self.plan,
-                "unlimited": self.unlimited, "available": self.available, "held": self.held}
-
-
-@dataclass(frozen=True)
-class Posting:
-    """The result of one ledger write."""
-
-    entry_id: int
-    user_id: str
-    type: str
-    amount: int
-    balance_after: int
-    replayed: bool = False
-    hold_id: int | None = None
-    grant_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --- statements, built once -------------------------------------------------------------------
@@ -314,7 +255,9 @@ def take(conn: Connection, user: str, amount: int, *, now: datetime, policy: Pol
     if row is None:
         state = user_state(conn, user)
         if state.credits is None:
-            return Taken(state.id, state.balance, state.held, state.plan, unlimited=True)
+            # Lock the row so this entry's balance_after cannot race a concurrent grant.
+            balance_now, held = conn.execute(LOCK_USER, {"uid": state.id}).one()
+            return Taken(state.id, balance_now, held, state.plan, unlimited=True)
         if not needs_settling(state, now):
             raise insufficient(user, state.balance, amount, policy)
         settle(conn, state.id, now=now)
@@ -328,12 +271,6 @@ def take(conn: Connection, user: str, amount: int, *, now: datetime, policy: Pol
         conn.execute(ALLOCATE, {**draw_params, "hold_id": hold[0]})
         conn.execute(DRAW_ALLOCATED, {"hold_id": hold[0]})
     return Taken(row.id, row.balance, row.held, row.plan, unlimited=False)
-
-
-def insufficient(user: str, available: int, needed: int, policy: Policy) -> InsufficientCredits:
-    return InsufficientCredits(
-        f"insufficient credits: {user} has {available} available, {needed} needed; "
-        f"{policy.hint(user)}", available=available, needed=needed)
 
 
 def deduct(engine: Engine, user: str, amount: int, *, actor: str, policy: Policy,

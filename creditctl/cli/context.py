@@ -30,8 +30,16 @@ class AppContext:
         return make_engine(self.settings.database_url, self.settings["database.busy_timeout_ms"])
 
     @cached_property
+    def database(self):
+        """The database for the fast path, which opens the full engine only if it must."""
+        from creditctl.fastpath import Database
+
+        return Database(self.settings.database_url, self.settings["database.busy_timeout_ms"],
+                        lambda: self.engine)
+
+    @cached_property
     def policy(self):
-        from creditctl.ledger import Policy
+        from creditctl.policy import Policy
 
         return Policy.from_settings(self.settings)
 

@@ -33,10 +33,10 @@ def balance_command(user: UserArg, json: Json = False) -> None:
 
     Example: creditctl credits balance alice@example.com --json
     """
-    from creditctl.ledger import balance
+    from creditctl.fastpath import balance
 
     ctx = current()
-    result = balance(ctx.engine, user)
+    result = balance(ctx.database, user)
     warnings = result.warnings(ctx.policy)
     if json:
         emit_json(_balance_payload(result, warnings))
@@ -53,11 +53,12 @@ def check_command(user: UserArg, amount: AmountArg, json: Json = False) -> None:
 
     Example: creditctl credits check alice@example.com 5 && render.sh
     """
-    from creditctl.ledger import balance, insufficient
+    from creditctl.fastpath import balance
+    from creditctl.policy import insufficient
 
     ctx = current()
     needed = _amount(amount)
-    result = balance(ctx.engine, user)
+    result = balance(ctx.database, user)
     enough = result.unlimited or result.available >= needed
     warnings = result.warnings(ctx.policy)
     if json:
@@ -77,11 +78,12 @@ def deduct_command(user: UserArg, amount: AmountArg, ref: Ref = None, key: Key =
 
     Example: creditctl credits deduct alice@example.com 1 --ref render-42 --key render-42
     """
+    from creditctl.fastpath import deduct
     from creditctl.idempotency import check_key
-    from creditctl.ledger import Balance, deduct
+    from creditctl.policy import Balance
 
     ctx = current()
-    posting = deduct(ctx.engine, user, _amount(amount), actor=ctx.operator, policy=ctx.policy,
+    posting = deduct(ctx.database, user, _amount(amount), actor=ctx.operator, policy=ctx.policy,
                      ref=ref, key=check_key(key))
     extra = posting.extra
     after = Balance(posting.user_id, "", extra["plan"], extra["unlimited"],

@@ -1,0 +1,73 @@
+"""The ledger's rules and the shapes of its answers; light enough for the hot path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from creditctl.errors import InsufficientCredits
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The ledger's configurable rules."""
+
+    max_amount: int = 1_000_000
+    low_balance_threshold: int = 10
+    welcome_grant: int = 5
+    upgrade_hint: str = "ask an operator for a grant"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Policy:
+        return cls(
+            max_amount=settings["credits.max_amount"],
+            low_balance_threshold=settings["credits.low_balance_threshold"],
+            welcome_grant=settings["credits.welcome_grant"],
+            upgrade_hint=settings["credits.upgrade_hint"],
+        )
+
+    def hint(self, user: str) -> str:
+        return self.upgrade_hint.replace("{user}", user)
+
+
+@dataclass(frozen=True)
+class Balance:
+    """What a user can spend now."""
+
+    user_id: str
+    email: str
+    plan: str
+    unlimited: bool
+    available: int
+    held: int
+
+    def warnings(self, policy: Policy) -> list[str]:
+        if self.unlimited or self.available >= policy.low_balance_threshold:
+            return []
+        return [f"low balance: {self.available} credits left "
+                f"(warning threshold {policy.low_balance_threshold})"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "email": self.email, "plan": self.plan,
+                "unlimited": self.unlimited, "available": self.available, "held": self.held}
+
+
+def insufficient(user: str, available: int, needed: int, policy: Policy) -> InsufficientCredits:
+    return InsufficientCredits(
+        f"insufficient credits: {user} has {available} available, {needed} needed; "
+        f"{policy.hint(user)}", available=available, needed=needed)
+
+
+@dataclass(frozen=True)
+class Posting:
+    """The result of one ledger write."""
+
+    entry_id: int
+    user_id: str
+    type: str
+    amount: int
+    balance_after: int
+    replayed: bool = False
+    hold_id: int | None = None
+    grant_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,47 @@
+"""The bare-driver fast path: same SQL as the ledger, same results, steps aside when unsure."""
+
+from creditctl import fastpath, fastsql_build
+from creditctl.audit import verify
+from creditctl.ledger import balance as full_balance
+from creditctl.ledger import history
+from creditctl.users import add_user
+
+
+def test_rendered_statements_are_current():
+    with open(fastsql_build.TARGET) as handle:
+        assert handle.read() == fastsql_build.source(), (
+            "creditctl/_fastsql.py is stale: run python -m creditctl.fastsql_build")
+
+
+def _database(engine, database_url):
+    return fastpath.Database(database_url, 5000, lambda: engine)
+
+
+def test_fast_deduct_matches_the_ledger(engine, database_url, policy):
+    add_user(engine, "fast@example.com", user_id="f1", actor="t", policy=policy, plan="free")
+    db = _database(engine, database_url)
+    posting = fastpath.deduct(db, "FAST@example.com", 7, actor="t", policy=policy, ref="r1")
+    assert (posting.user_id, posting.amount, posting.balance_after) == ("f1", -7, 98)
+    last = history(engine, "f1")[-1]
+    assert (last["id"], last["type"], last["amount"], last["reference"]) == (
+        posting.entry_id, "usage", -7, "r1")
+    assert fastpath.balance(db, "f1").available == full_balance(engine, "f1").available == 98
+    assert verify(engine)["ok"]
+
+
+def test_fast_deduct_replays_a_key_through_the_ledger(engine, database_url, policy):
+    add_user(engine, "k@example.com", user_id="k1", actor="t", policy=policy, plan="free")
+    db = _database(engine, database_url)
+    first = fastpath.deduct(db, "k1", 2, actor="t", policy=policy, key="job-1")
+    again = fastpath.deduct(db, "k1", 2, actor="t", policy=policy, key="job-1")
+    assert again.replayed and again.entry_id == first.entry_id
+    assert full_balance(engine, "k1").available == 103
+
+
+def test_unlimited_plan_records_usage_without_spending(engine, database_url, policy):
+    add_user(engine, "u@example.com", user_id="u1", actor="t", policy=policy, plan="ultimate")
+    posting = fastpath.deduct(_database(engine, database_url), "u1", 500, actor="t",
+                              policy=policy)
+    assert (posting.amount, posting.extra["unlimited"], posting.balance_after) == (0, True, 5)
+    assert history(engine, "u1")[-1]["quantity"] == 500
+    assert verify(engine)["ok"]
