@@ -1,0 +1,247 @@
+"""`make bench`: creditctl's hot paths beside a floor measured in the same run.
+
+Prints a table and writes it to bench/RESULTS.md. PostgreSQL figures are
+measured when a server answers at $CREDITCTL_BENCH_PG (default: the local one).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+PG_ADMIN = os.environ.get("CREDITCTL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+CLI_RUNS = 21
+INPROCESS_SECONDS = 3.0
+WORKERS, ATTEMPTS, CREDITS = 8, 500, 2000
+
+
+def _prepare(url: str, credits: int, user_id: str = "bench") -> None:
+    from creditctl.ledger import grant
+    from creditctl.plans import load_plans
+    from creditctl.policy import Policy
+    from creditctl.settings import load_settings
+    from creditctl.users import add_user
+    from db.engine import make_engine
+    from db.migrate import upgrade
+
+    engine = make_engine(url)
+    upgrade(engine)
+    load_plans(engine, load_settings(environ={}).plans)
+    add_user(engine, f"{user_id}@example.com", user_id=user_id, actor="bench",
+             policy=Policy(welcome_grant=0), plan="pro")
+    grant(engine, user_id, credits, actor="bench", reason="bench credits")
+    engine.dispose()
+
+
+def _rate(step, seconds: float = INPROCESS_SECONDS) -> float:
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        done += 1
+    return done / (time.perf_counter() - start)
+
+
+def inprocess(url: str) -> tuple[float, float]:
+    """Domain-layer deducts per second, and the raw driver's on a second user."""
+    from bench import raw
+    from creditctl.ledger import deduct
+    from creditctl.policy import Policy
+    from db.engine import make_engine
+
+    _add_bench_user(url, "rawuser")
+    engine, policy = make_engine(url), Policy()
+    ours = _rate(lambda: deduct(engine, "bench", 1, actor="bench", policy=policy))
+    engine.dispose()
+    if url.startswith("sqlite"):
+        conn = raw.sqlite_connect(url.split(":///", 1)[1])
+        floor = _rate(lambda: raw.sqlite_deduct(conn, "rawuser", 1))
+    else:
+        import psycopg
+
+        conn = psycopg.connect(url.replace("+psycopg", ""), autocommit=True)
+        floor = _rate(lambda: raw.pg_deduct(conn, "rawuser", 1))
+    conn.close()
+    return ours, floor
+
+
+def _add_bench_user(url: str, user_id: str) -> None:
+    from creditctl.ledger import grant
+    from creditctl.policy import Policy
+    from creditctl.users import add_user
+    from db.engine import make_engine
+
+    engine = make_engine(url)
+    add_user(engine, f"{user_id}@example.com", user_id=user_id, actor="bench",
+             policy=Policy(welcome_grant=0), plan="pro")
+    grant(engine, user_id, 1_000_000, actor="bench", reason="bench credits")
+    engine.dispose()
+
+
+def _contend(url: str, user_id: str, attempts: int, results) -> None:
+    from creditctl.errors import InsufficientCredits
+    from creditctl.ledger import deduct
+    from creditctl.policy import Policy
+    from db.engine import make_engine
+
+    engine, policy, ok = make_engine(url), Policy(), 0
+    for _ in range(attempts):
+        try:
+            deduct(engine, user_id, 1, actor="bench", policy=policy)
+            ok += 1
+        except InsufficientCredits:
+            pass
+    engine.dispose()
+    results.put(ok)
+
+
+def contention(url: str) -> dict:
+    """8 processes deduct 1 credit 500 times each from one user holding 2,000."""
+    from creditctl.audit import verify
+    from creditctl.ledger import balance, grant
+    from creditctl.policy import Policy
+    from creditctl.users import add_user
+    from db.engine import make_engine
+
+    engine = make_engine(url)
+    add_user(engine, "contended@example.com", user_id="contended", actor="bench",
+             policy=Policy(welcome_grant=0), plan="pro")
+    grant(engine, "contended", CREDITS, actor="bench", reason="bench credits")
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [context.Process(target=_contend, args=(url, "contended", ATTEMPTS, results))
+               for _ in range(WORKERS)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    successes = sum(results.get() for _ in workers)
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - start
+    final = balance(engine, "contended").available
+    clean = verify(engine)["ok"]
+    engine.dispose()
+    return {"attempts_per_s": WORKERS * ATTEMPTS / elapsed, "successes": successes,
+            "final_balance": final, "audit_ok": clean}
+
+
+def holds_rate(url: str) -> float:
+    from creditctl.holds import capture, reserve
+    from creditctl.policy import Policy
+    from db.engine import make_engine
+
+    engine, policy = make_engine(url), Policy()
+
+    def pair() -> None:
+        hold = reserve(engine, "bench", 2, ttl=timedelta(minutes=5), actor="bench",
+                       policy=policy)
+        capture(engine, hold.hold_id, 1, actor="bench")
+
+    rate = _rate(pair)
+    engine.dispose()
+    return rate
+
+
+def cli_wall(db_path: Path) -> tuple[float, float]:
+    """Median whole-process seconds: `creditctl credits deduct` and the stdlib script."""
+    creditctl = shutil.which("creditctl", path=str(Path(sys.executable).parent)) or "creditctl"
+    env = {**os.environ, "CREDITCTL_DATABASE_URL": f"sqlite:///{db_path}",
+           "CREDITCTL_CONFIG": "", "CREDITCTL_OPERATOR": "bench"}
+    ours = [_wall([creditctl, "credits", "deduct", "bench", "1"], env) for _ in range(CLI_RUNS)]
+    floor = [_wall([sys.executable, str(HERE / "raw.py"), str(db_path), "rawuser", "1"], env)
+             for _ in range(CLI_RUNS)]
+    return statistics.median(ours), statistics.median(floor)
+
+
+def _wall(command: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def _pg_database():
+    try:
+        import psycopg
+
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except Exception as exc:  # noqa: BLE001
+        print(f"PostgreSQL not reachable at {PG_ADMIN} ({exc}); PostgreSQL figures skipped")
+        return None, None
+    name = f"creditctl_bench_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    return admin, name
+
+
+def measure() -> list[tuple[str, str, str, str]]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        db_path = Path(tmp) / "bench.db"
+        url = f"sqlite:///{db_path}"
+        _prepare(url, 1_000_000)
+        ours, floor = inprocess(url)
+        rows.append(("SQLite: in-process deducts/s (domain layer vs stdlib sqlite3)",
+                     f"{ours:,.0f}", f"{floor:,.0f}", f"{ours / floor:.2f}x (target >= 0.25x)"))
+        cli, cli_floor = cli_wall(db_path)
+        rows.append(("SQLite: CLI `credits deduct` wall time, median of 21",
+                     f"{cli * 1000:.0f} ms", f"{cli_floor * 1000:.0f} ms",
+                     f"{cli / cli_floor:.1f}x (target <= 16x)"))
+        rows.append(("SQLite: reserve+capture pairs/s", f"{holds_rate(url):,.0f}", "-", "-"))
+        c = contention(url)
+        rows.append(("SQLite: 8 processes x 500 deducts on one user holding 2,000",
+                     f"{c['attempts_per_s']:,.0f} attempts/s",
+                     f"successes {c['successes']} (must be {CREDITS})",
+                     f"final balance {c['final_balance']}, audit "
+                     f"{'clean' if c['audit_ok'] else 'FAILED'}"))
+    admin, name = _pg_database()
+    if admin is not None:
+        url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+        try:
+            _prepare(url, 1_000_000)
+            ours, floor = inprocess(url)
+            rows.append(("PostgreSQL: in-process deducts/s (domain layer vs raw psycopg 3)",
+                         f"{ours:,.0f}", f"{floor:,.0f}",
+                         f"{ours / floor:.2f}x (target >= 0.5x)"))
+            rows.append(("PostgreSQL: reserve+capture pairs/s", f"{holds_rate(url):,.0f}",
+                         "-", "-"))
+            c = contention(url)
+            rows.append(("PostgreSQL: 8 processes x 500 deducts on one user holding 2,000",
+                         f"{c['attempts_per_s']:,.0f} attempts/s",
+                         f"successes {c['successes']} (must be {CREDITS})",
+                         f"final balance {c['final_balance']}, audit "
+                         f"{'clean' if c['audit_ok'] else 'FAILED'}"))
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.close()
+    return rows
+
+
+def render(rows: list[tuple[str, str, str, str]]) -> str:
+    lines = ["| measure | creditctl | floor / check | ratio / result |",
+             "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    rows = measure()
+    table = render(rows)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    cpu = os.cpu_count()
+    RESULTS.write_text(f"# Benchmark results\n\nLast `make bench`: {stamp}, {cpu} CPUs, "
+                       f"Python {sys.version.split()[0]}.\n\n{table}\n")
+    print(table)
+    print(f"\nwritten to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
