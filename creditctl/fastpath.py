@@ -18,7 +18,7 @@ from typing import Any
 
 from creditctl._fastsql import STATEMENTS
 from creditctl.amounts import utcnow
-from creditctl.idempotency import fingerprint, is_key_race
+from creditctl.idempotency import fingerprint
 from creditctl.policy import Balance, Policy, Posting
 
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
@@ -42,7 +42,7 @@ class _Driver:
         if self.dialect == "sqlite":
             import sqlite3
 
-            self.errors = (sqlite3.IntegrityError,)
+            self.errors = (sqlite3.Error,)
             self.conn = sqlite3.connect(_sqlite_path(url), timeout=busy_timeout_ms / 1000,
                                         isolation_level=None)
             for pragma in ("journal_mode=WAL", f"busy_timeout={int(busy_timeout_ms)}",
@@ -52,7 +52,7 @@ class _Driver:
         else:
             import psycopg
 
-            self.errors = (psycopg.errors.IntegrityError,)
+            self.errors = (psycopg.Error,)
             self.conn = psycopg.connect(url.replace("+psycopg", "", 1), connect_timeout=5,
                                         application_name="creditctl")
 
@@ -69,17 +69,21 @@ class _Driver:
         sql, constants = self.sql[name]
         self.conn.execute(sql, {**constants, **params})
 
-    def finish(self, commit: bool) -> None:
+    def commit(self) -> None:
+        self.conn.execute("COMMIT") if self.dialect == "sqlite" else self.conn.commit()
+
+    def close(self) -> None:
+        """Close, rolling back whatever was not committed."""
         try:
-            self.conn.execute("COMMIT" if commit else "ROLLBACK") if self.dialect == "sqlite" \
-                else (self.conn.commit() if commit else self.conn.rollback())
+            if self.dialect == "sqlite" and self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
         finally:
             self.conn.close()
 
 
 def _sqlite_path(url: str) -> str:
     path = url.split(":///", 1)[1]
-    if not path or "?" in url or not Path(path).expanduser().resolve().parent.is_dir():
+    if not path or "?" in url or not Path(path).expanduser().is_file():
         raise LookupError(url)
     return path
 
@@ -128,17 +132,19 @@ def _try_deduct(database: Database, user: str, amount: int, *, actor: str, now: 
     driver = _open(database.url, database.busy_timeout_ms, write=True)
     if driver is None:
         return None
-    committed = False
     try:
-        posting = _deduct(driver, user, amount, actor=actor, now=now, ref=ref, key=key)
-        committed = posting is not None
-        return posting
-    except driver.errors as exc:
-        if is_key_race(exc):
+        try:
+            posting = _deduct(driver, user, amount, actor=actor, now=now, ref=ref, key=key)
+        except driver.errors:
+            # A key race, a missing table, a lock timeout: the full path decides and explains.
             return None
-        raise
+        if posting is not None:
+            # Not inside the try: after a failed COMMIT the outcome is unknown, and a blind
+            # retry on the full path could spend twice.
+            driver.commit()
+        return posting
     finally:
-        driver.finish(committed)
+        driver.close()
 
 
 def _deduct(driver: _Driver, user: str, amount: int, *, actor: str, now: datetime,
@@ -190,5 +196,7 @@ def _try_balance(database: Database, user: str, *, now: datetime) -> Balance | N
             return None
         user_id, email, plan, available, held, _, _, credits = state
         return Balance(user_id, email, plan, credits is None, available, held)
+    except driver.errors:
+        return None
     finally:
-        driver.finish(False)
+        driver.close()

@@ -32,16 +32,20 @@ def normalise_url(url: str) -> sa.URL:
     return parsed
 
 
-def make_engine(url: str, busy_timeout_ms: int = 30000) -> Engine:
-    """An engine for `url`; nothing is connected until first use."""
+def make_engine(url: str, busy_timeout_ms: int = 30000, create: bool = True) -> Engine:
+    """An engine for `url`; nothing is connected until first use.
+
+    With create=False a missing SQLite file is an error instead of a new empty database,
+    so a mistyped path never leaves a stray file behind.
+    """
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed, busy_timeout_ms)
+        return _sqlite_engine(parsed, busy_timeout_ms, create)
     connect_args = {"connect_timeout": 5, "application_name": "creditctl"}
     return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=False)
 
 
-def _sqlite_engine(url: sa.URL, busy_timeout_ms: int) -> Engine:
+def _sqlite_engine(url: sa.URL, busy_timeout_ms: int, create: bool) -> Engine:
     path = url.database
     if not path or path == ":memory:":
         raise DatabaseUnavailable("database.url must name a SQLite file, not an in-memory "
@@ -50,6 +54,9 @@ def _sqlite_engine(url: sa.URL, busy_timeout_ms: int) -> Engine:
     if not directory.is_dir():
         raise DatabaseUnavailable(f"database directory {directory} does not exist; create it "
                                   "or point database.url at an existing directory")
+    if not create and not Path(path).expanduser().is_file():
+        raise SchemaOutOfDate(f"database file {path} does not exist; run `creditctl init` to "
+                              "create it, or check database.url")
     engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
     @event.listens_for(engine, "connect")

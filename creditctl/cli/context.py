@@ -16,6 +16,7 @@ class AppContext:
     config_file: str | None = None
     flags: dict[str, Any] = field(default_factory=dict)
     operator_flag: str | None = None
+    create_database: bool = False  # only init and db upgrade may create a SQLite file
 
     @cached_property
     def settings(self):
@@ -27,7 +28,8 @@ class AppContext:
     def engine(self):
         from db.engine import make_engine
 
-        return make_engine(self.settings.database_url, self.settings["database.busy_timeout_ms"])
+        return make_engine(self.settings.database_url, self.settings["database.busy_timeout_ms"],
+                           create=self.create_database)
 
     @cached_property
     def database(self):

@@ -142,7 +142,7 @@ def grant_command(
     _print_posting(posting, "granted", json)
 
 
-@app.command("adjust")
+@app.command("adjust", context_settings={"ignore_unknown_options": True})
 def adjust_command(
     user: UserArg,
     delta: Annotated[str, typer.Argument(help="Credits to add (+) or remove (-).",
@@ -151,7 +151,7 @@ def adjust_command(
 ) -> None:
     """Correct a balance by DELTA credits, with a reason (audited).
 
-    Example: creditctl credits adjust alice@example.com -- -20 --reason "duplicate render"
+    Example: creditctl credits adjust alice@example.com -20 --reason "duplicate render"
     """
     from creditctl.amounts import parse_delta
     from creditctl.idempotency import check_key

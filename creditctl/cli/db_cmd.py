@@ -20,6 +20,7 @@ def init(json: Json = False) -> None:
     from db.migrate import upgrade
 
     ctx = current()
+    ctx.create_database = True
     before, after = upgrade(ctx.engine)
     changes = load_plans(ctx.engine, ctx.settings.plans)
     if json:
@@ -37,7 +38,9 @@ def upgrade_command(json: Json = False) -> None:
     """
     from db.migrate import upgrade
 
-    before, after = upgrade(current().engine)
+    ctx = current()
+    ctx.create_database = True
+    before, after = upgrade(ctx.engine)
     if json:
         emit_json({"revision_before": before, "revision": after})
     else:
