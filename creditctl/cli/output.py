@@ -42,7 +42,8 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | N
         grid.add_column(column, overflow="fold")
     for row in rows:
         grid.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    Console(soft_wrap=True).print(grid)
+    # Piped output is not squeezed to 80 columns; scripts wanting data use --json or csv.
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(grid)
 
 
 def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
