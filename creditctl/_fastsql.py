@@ -50,7 +50,9 @@ STATEMENTS = {'postgresql': {'draw': ('UPDATE grants SET remaining=(grants.remai
                                   'users.email_key = %(who)s::VARCHAR AND users.balance >= '
                                   '%(n)s::INTEGER AND (users.next_grant_expiry IS NULL OR '
                                   'users.next_grant_expiry > %(now)s::TIMESTAMP WITH TIME ZONE) '
-                                  'AND users.plan IN (SELECT plans.name \n'
+                                  'AND (users.next_hold_expiry IS NULL OR users.next_hold_expiry > '
+                                  '%(now)s::TIMESTAMP WITH TIME ZONE) AND users.plan IN (SELECT '
+                                  'plans.name \n'
                                   'FROM plans \n'
                                   'WHERE plans.credits IS NOT NULL) RETURNING users.id, '
                                   'users.balance, users.held, users.plan',
@@ -58,8 +60,9 @@ STATEMENTS = {'postgresql': {'draw': ('UPDATE grants SET remaining=(grants.remai
                 'take_by_id': ('UPDATE users SET balance=(users.balance - %(n)s::INTEGER) WHERE '
                                'users.id = %(who)s::VARCHAR AND users.balance >= %(n)s::INTEGER '
                                'AND (users.next_grant_expiry IS NULL OR users.next_grant_expiry > '
-                               '%(now)s::TIMESTAMP WITH TIME ZONE) AND users.plan IN (SELECT '
-                               'plans.name \n'
+                               '%(now)s::TIMESTAMP WITH TIME ZONE) AND (users.next_hold_expiry IS '
+                               'NULL OR users.next_hold_expiry > %(now)s::TIMESTAMP WITH TIME '
+                               'ZONE) AND users.plan IN (SELECT plans.name \n'
                                'FROM plans \n'
                                'WHERE plans.credits IS NOT NULL) RETURNING users.id, '
                                'users.balance, users.held, users.plan',
@@ -106,7 +109,8 @@ STATEMENTS = {'postgresql': {'draw': ('UPDATE grants SET remaining=(grants.remai
                             {}),
             'take_by_email': ('UPDATE users SET balance=(users.balance - :n) WHERE users.email_key '
                               '= :who AND users.balance >= :n AND (users.next_grant_expiry IS NULL '
-                              'OR users.next_grant_expiry > :now) AND users."plan" IN (SELECT '
+                              'OR users.next_grant_expiry > :now) AND (users.next_hold_expiry IS '
+                              'NULL OR users.next_hold_expiry > :now) AND users."plan" IN (SELECT '
                               'plans.name \n'
                               'FROM plans \n'
                               'WHERE plans.credits IS NOT NULL) RETURNING id, balance, held, '
@@ -114,7 +118,8 @@ STATEMENTS = {'postgresql': {'draw': ('UPDATE grants SET remaining=(grants.remai
                               {}),
             'take_by_id': ('UPDATE users SET balance=(users.balance - :n) WHERE users.id = :who '
                            'AND users.balance >= :n AND (users.next_grant_expiry IS NULL OR '
-                           'users.next_grant_expiry > :now) AND users."plan" IN (SELECT '
+                           'users.next_grant_expiry > :now) AND (users.next_hold_expiry IS NULL OR '
+                           'users.next_hold_expiry > :now) AND users."plan" IN (SELECT '
                            'plans.name \n'
                            'FROM plans \n'
                            'WHERE plans.credits IS NOT NULL) RETURNING id, balance, held, "plan"',

@@ -43,7 +43,12 @@ ENTRY_TYPE_FOR_SOURCE = {"plan": "grant", "bonus": "bonus", "promotion": "bonus"
 # --- statements, built once -------------------------------------------------------------------
 
 _LIMITED_PLANS = sa.select(plans.c.name).where(plans.c.credits.is_not(None))
-_NOT_STALE = or_(users.c.next_grant_expiry.is_(None), users.c.next_grant_expiry > bindparam("now"))
+# A user with an expired grant or hold not yet swept fails the gate and is settled first, so
+# usage never draws around credits an expired hold should have given back.
+_NOT_STALE = sa.and_(
+    or_(users.c.next_grant_expiry.is_(None), users.c.next_grant_expiry > bindparam("now")),
+    or_(users.c.next_hold_expiry.is_(None), users.c.next_hold_expiry > bindparam("now")),
+)
 
 
 def _take_statement(by_email: bool, for_hold: bool) -> sa.Update:
@@ -107,6 +112,9 @@ _CREDIT = (users.update().where(users.c.id == bindparam("uid"))
 _CREDIT_NO_EXPIRY = (users.update().where(users.c.id == bindparam("uid"))
                      .values(balance=users.c.balance + bindparam("n"))
                      .returning(users.c.balance))
+_NOTE_HOLD_EXPIRY = (users.update().where(users.c.id == bindparam("uid"))
+                     .values(next_hold_expiry=_earlier(users.c.next_hold_expiry,
+                                                       bindparam("expires"))))
 LOCK_USER = (users.update().where(users.c.id == bindparam("uid"))
              .values(balance=users.c.balance).returning(users.c.balance, users.c.held))
 
@@ -257,6 +265,9 @@ def take(conn: Connection, user: str, amount: int, *, now: datetime, policy: Pol
         if state.credits is None:
             # Lock the row so this entry's balance_after cannot race a concurrent grant.
             balance_now, held = conn.execute(LOCK_USER, {"uid": state.id}).one()
+            if hold is not None:
+                # Nothing is held, but the sweep must still find the hold when it lapses.
+                conn.execute(_NOTE_HOLD_EXPIRY, {"uid": state.id, "expires": hold[1]})
             return Taken(state.id, balance_now, held, state.plan, unlimited=True)
         if not needs_settling(state, now):
             raise insufficient(user, state.balance, amount, policy)
