@@ -37,6 +37,14 @@ def parse_amount(text: str | int, maximum: int, what: str = "amount") -> int:
     return amount
 
 
+def parse_id(text: str | int, what: str) -> int:
+    """A positive whole number naming a row (an entry or hold id); not bound by credit limits."""
+    raw = str(text).strip()
+    if not _INTEGER.fullmatch(raw) or not 0 < int(raw) < 2**63:
+        raise InvalidInput(f"{what} must be a positive whole number, got {raw!r}")
+    return int(raw)
+
+
 def parse_delta(text: str | int, maximum: int) -> int:
     """A non-zero whole number of credits, either sign, no larger than `maximum` in size."""
     delta = _whole_number(text, "delta")

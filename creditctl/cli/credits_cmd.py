@@ -13,6 +13,8 @@ from creditctl.cli.output import emit_json, note, say, table, warn, write_csv
 app = typer.Typer(help="Balances, deducts, grants, adjustments, reversals, holds and history.",
                   no_args_is_help=True)
 
+# Negative numbers reach the command as arguments (and get a clear refusal), not as options.
+SIGNED = {"ignore_unknown_options": True}
 HISTORY_COLUMNS = ("id", "created_at", "type", "amount", "balance_after", "quantity",
                    "reference", "actor", "description")
 
@@ -21,6 +23,12 @@ def _amount(text: str, what: str = "amount") -> int:
     from creditctl.amounts import parse_amount
 
     return parse_amount(text, current().settings["credits.max_amount"], what)
+
+
+def _id(text: str, what: str) -> int:
+    from creditctl.amounts import parse_id
+
+    return parse_id(text, what)
 
 
 def _balance_payload(balance: Any, warnings: list[str], **extra: Any) -> dict[str, Any]:
@@ -47,7 +55,7 @@ def balance_command(user: UserArg, json: Json = False) -> None:
     warn(warnings)
 
 
-@app.command("check")
+@app.command("check", context_settings=SIGNED)
 def check_command(user: UserArg, amount: AmountArg, json: Json = False) -> None:
     """Exit 0 if USER can spend AMOUNT credits now, 3 if not. Changes nothing.
 
@@ -71,7 +79,7 @@ def check_command(user: UserArg, amount: AmountArg, json: Json = False) -> None:
     warn(warnings)
 
 
-@app.command("deduct")
+@app.command("deduct", context_settings=SIGNED)
 def deduct_command(user: UserArg, amount: AmountArg, ref: Ref = None, key: Key = None,
                    json: Json = False) -> None:
     """Spend AMOUNT credits, or refuse (exit 3) and change nothing.
@@ -113,7 +121,7 @@ def _print_posting(posting: Any, verb: str, json: bool) -> None:
         f"balance {posting.balance_after}{again}")
 
 
-@app.command("grant")
+@app.command("grant", context_settings=SIGNED)
 def grant_command(
     user: UserArg, amount: AmountArg, reason: Reason = None,
     expires: Annotated[str | None, typer.Option(
@@ -142,7 +150,7 @@ def grant_command(
     _print_posting(posting, "granted", json)
 
 
-@app.command("adjust", context_settings={"ignore_unknown_options": True})
+@app.command("adjust", context_settings=SIGNED)
 def adjust_command(
     user: UserArg,
     delta: Annotated[str, typer.Argument(help="Credits to add (+) or remove (-).",
@@ -165,7 +173,7 @@ def adjust_command(
     _print_posting(posting, "adjusted", json)
 
 
-@app.command("reverse")
+@app.command("reverse", context_settings=SIGNED)
 def reverse_command(
     entry_id: Annotated[str, typer.Argument(help="Ledger entry id.", show_default=False)],
     reason: Reason = None, json: Json = False,
@@ -177,7 +185,7 @@ def reverse_command(
     from creditctl.ledger import require_reason, reverse
 
     ctx = current()
-    entry = _amount(entry_id, "entry id")
+    entry = _id(entry_id, "entry id")
     require_reason(reason)
     posting = reverse(ctx.engine, entry, actor=ctx.operator, reason=reason, policy=ctx.policy)
     _print_posting(posting, f"reversed entry {entry}:", json)
@@ -210,7 +218,7 @@ def history_command(
         table(rows, HISTORY_COLUMNS, title=f"ledger of {user}", empty="no entries")
 
 
-@app.command("reserve")
+@app.command("reserve", context_settings=SIGNED)
 def reserve_command(
     user: UserArg, amount: AmountArg,
     ttl: Annotated[str | None, typer.Option(
@@ -246,7 +254,7 @@ def _print_hold(result: Any, json: bool) -> None:
 HoldArg = Annotated[str, typer.Argument(help="Hold id.", show_default=False)]
 
 
-@app.command("capture")
+@app.command("capture", context_settings=SIGNED)
 def capture_command(
     hold_id: HoldArg,
     amount: Annotated[str | None, typer.Argument(
@@ -261,13 +269,13 @@ def capture_command(
     from creditctl.idempotency import check_key
 
     ctx = current()
-    hold = _amount(hold_id, "hold id")
+    hold = _id(hold_id, "hold id")
     spend = _amount(amount) if amount is not None else None
     result = capture(ctx.engine, hold, spend, actor=ctx.operator, key=check_key(key))
     _print_hold(result, json)
 
 
-@app.command("release")
+@app.command("release", context_settings=SIGNED)
 def release_command(hold_id: HoldArg, key: Key = None, json: Json = False) -> None:
     """Return every credit of a hold to the balance.
 
@@ -277,6 +285,6 @@ def release_command(hold_id: HoldArg, key: Key = None, json: Json = False) -> No
     from creditctl.idempotency import check_key
 
     ctx = current()
-    result = release(ctx.engine, _amount(hold_id, "hold id"), actor=ctx.operator,
+    result = release(ctx.engine, _id(hold_id, "hold id"), actor=ctx.operator,
                      key=check_key(key))
     _print_hold(result, json)
