@@ -175,3 +175,49 @@ class AuditRecord(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
+
+
+SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "canceled", "unpaid", "incomplete",
+                         "incomplete_expired", "paused")
+
+
+class Subscription(SQLModel, table=True):
+    """A user's Stripe subscription as creditctl last applied it.
+
+    `last_event_created` is Stripe's `created` time of the newest change applied, so an
+    older change that arrives late never overwrites a newer one.
+    """
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        sa.CheckConstraint(_one_of("status", SUBSCRIPTION_STATUSES), name="status_known"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(foreign_key="users.id", max_length=128, index=True)
+    stripe_subscription_id: str = Field(max_length=255, unique=True)
+    stripe_customer_id: str = Field(max_length=255)
+    stripe_price_id: str | None = Field(default=None, max_length=255)
+    plan: str | None = Field(default=None, foreign_key="plans.name", max_length=64)
+    status: str = Field(max_length=24)
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    last_event_created: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class StripeRequest(SQLModel, table=True):
+    """The idempotency key of a Stripe write in flight, so a retry after a crash reuses it.
+
+    The row is removed once Stripe has answered, so the next request for the same
+    operation gets a fresh key.
+    """
+
+    __tablename__ = "stripe_requests"
+
+    operation: str = Field(primary_key=True, max_length=255)
+    idempotency_key: str = Field(max_length=255, unique=True)
+    created_at: datetime
+
