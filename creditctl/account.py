@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 
-from creditctl.amounts import iso, utcnow
+from creditctl.amounts import utcnow
 from creditctl.holds import open_holds
 from creditctl.ledger import Policy, balance, history
 from creditctl.plans import get_plan
@@ -17,6 +17,14 @@ from creditctl.tables import grants, users
 from db.engine import read
 
 USAGE_TYPES = {"usage", "capture"}
+
+
+def _subscription(engine: Engine, row: sa.Row, plan_amount: int) -> dict[str, Any]:
+    """Status and renewal date of the user's subscription, as recorded locally."""
+    from creditctl.subscriptions import account_subscription
+
+    with read(engine) as conn:
+        return account_subscription(conn, row.id, plan_amount, row.period_start, row.period_end)
 
 
 def account_view(engine: Engine, user: str, *, policy: Policy,
@@ -38,9 +46,7 @@ def account_view(engine: Engine, user: str, *, policy: Policy,
         "plan": {"name": plan.name, "display_name": plan.display_name,
                  "credits_per_period": "unlimited" if plan.credits is None else plan.credits,
                  "features": list(plan.features)},
-        "subscription": {"status": "none (free plan, renewed locally)"
-                         if plan.amount == 0 else "none", "period_start": iso(row.period_start),
-                         "renews_at": iso(row.period_end)},
+        "subscription": _subscription(engine, row, plan.amount),
         "balance": {"plan_credits": plan_credits,
                     "bonus_credits": int(sum(v or 0 for v in by_source.values())),
                     "held": current.held, "available": current.available,

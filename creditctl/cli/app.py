@@ -17,7 +17,10 @@ from creditctl.cli import (
     db_cmd,
     features_cmd,
     holds_cmd,
+    plans_cmd,
     run_cmd,
+    stripe_cmd,
+    subscriptions_cmd,
     users_cmd,
 )
 from creditctl.cli.context import AppContext, current, set_current
@@ -91,6 +94,9 @@ app.add_typer(credits_cmd.app, name="credits")
 app.add_typer(holds_cmd.app, name="holds")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(plans_cmd.app, name="plans")
+app.add_typer(stripe_cmd.app, name="stripe")
+app.add_typer(subscriptions_cmd.app, name="subscriptions")
 
 
 def main() -> None:
