@@ -12,6 +12,7 @@ _DURATION = re.compile(r"(\d+)\s*(s|sec|m|min|h|d)?")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 MAX_TTL = timedelta(days=7)
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: 32 bits on PostgreSQL
 
 
 def utcnow() -> datetime:
@@ -40,8 +41,8 @@ def parse_amount(text: str | int, maximum: int, what: str = "amount") -> int:
 def parse_id(text: str | int, what: str) -> int:
     """A positive whole number naming a row (an entry or hold id); not bound by credit limits."""
     raw = str(text).strip()
-    if not _INTEGER.fullmatch(raw) or not 0 < int(raw) < 2**63:
-        raise InvalidInput(f"{what} must be a positive whole number, got {raw!r}")
+    if not _INTEGER.fullmatch(raw) or not 0 < int(raw) <= MAX_ID:
+        raise InvalidInput(f"{what} must be a whole number from 1 to {MAX_ID}, got {raw!r}")
     return int(raw)
 
 
