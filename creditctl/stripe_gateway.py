@@ -158,7 +158,8 @@ def failure(exc: Exception, api_key: str) -> StripeFailure:
     status = getattr(exc, "http_status", None)
     request_id = getattr(exc, "request_id", None)
     if isinstance(exc, stripe.APIConnectionError):
-        text = f"could not reach Stripe: {_first_line(exc.user_message or str(exc))}"
+        text = (f"could not reach Stripe after {MAX_NETWORK_RETRIES + 1} attempts: "
+                f"{_network_reason(exc.user_message or str(exc))}")
     elif isinstance(exc, stripe.AuthenticationError):
         text = f"Stripe refused the API key; check {KEY_VARIABLE}"
     else:
@@ -169,6 +170,17 @@ def failure(exc: Exception, api_key: str) -> StripeFailure:
     # Without an answer, or with a 409/5xx, Stripe may have done the work: keep the key.
     ambiguous = status is None or status == 409 or status >= 500
     return StripeFailure(text, http_status=status, request_id=request_id, ambiguous=ambiguous)
+
+
+_NETWORK_REASONS = ("Connection refused", "Remote end closed connection", "Connection reset",
+                    "timed out", "Name or service not known", "Temporary failure in name "
+                    "resolution", "No route to host", "certificate verify failed")
+
+
+def _network_reason(text: str) -> str:
+    """The cause inside the SDK's long network-error text, e.g. "Connection refused"."""
+    return next((reason for reason in _NETWORK_REASONS if reason.lower() in text.lower()),
+                "no answer")
 
 
 def _first_line(text: str) -> str:

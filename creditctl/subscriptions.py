@@ -24,6 +24,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Connection, Row
 
 from creditctl.amounts import iso
+from creditctl.amounts import period_end as end_of_period
 from creditctl.errors import InvalidInput, UnknownUser
 from creditctl.ledger import LOCK_USER, add_grant
 from creditctl.tables import grants, plans, users
@@ -194,7 +195,14 @@ def _end_plan(conn: Connection, user_id: str, plan: str, *, actor: str, now: dat
     plan_row = get_plan(conn, plan)
     conn.execute(users.update().where(users.c.id == user_id)
                  .values(plan=plan, period_start=None, period_end=None))
-    start_local_period(conn, user_id, plan_row, start=now, actor=actor)
+    # start_local_period keys its grant by plan and second: one period per second at most.
+    started = conn.execute(sa.select(grants.c.id).where(
+        grants.c.user_id == user_id, grants.c.period_key == f"{plan}:{iso(now)}")).first()
+    if started is None:
+        start_local_period(conn, user_id, plan_row, start=now, actor=actor)
+    else:
+        conn.execute(users.update().where(users.c.id == user_id).values(
+            period_start=now, period_end=end_of_period(now, plan_row.interval)))
 
 
 # --- reading ----------------------------------------------------------------------------------
