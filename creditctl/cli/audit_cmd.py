@@ -10,7 +10,9 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json
 from creditctl.cli.output import emit_json, note, table
 
-app = typer.Typer(help="The audit log and ledger verification.", no_args_is_help=True)
+app = typer.Typer(help="The audit log and ledger verification.\n\n"
+                  "Example: creditctl audit verify",
+                  no_args_is_help=True)
 
 
 @app.command("log")

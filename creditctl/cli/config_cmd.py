@@ -8,7 +8,8 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json
 from creditctl.cli.output import emit_json, table
 
-app = typer.Typer(help="Configuration.", no_args_is_help=True)
+app = typer.Typer(help="Configuration.\n\nExample: creditctl config show --json",
+                  no_args_is_help=True)
 
 
 @app.command("show")

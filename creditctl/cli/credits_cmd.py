@@ -10,7 +10,8 @@ from creditctl.cli.context import current
 from creditctl.cli.options import AmountArg, Json, Key, Reason, Ref, Since, Until, UserArg
 from creditctl.cli.output import emit_json, note, say, table, warn, write_csv
 
-app = typer.Typer(help="Balances, deducts, grants, adjustments, reversals, holds and history.",
+app = typer.Typer(help="Balances, deducts, grants, adjustments, reversals, holds and history.\n\n"
+                       "Example: creditctl credits deduct alice@example.com 1 --ref render-42",
                   no_args_is_help=True)
 
 # Negative numbers reach the command as arguments (and get a clear refusal), not as options.

@@ -10,7 +10,9 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json, UserArg
 from creditctl.cli.output import emit_json, say
 
-app = typer.Typer(help="Feature gating by plan.", no_args_is_help=True)
+app = typer.Typer(help="Feature gating by plan.\n\n"
+                  "Example: creditctl features check alice@example.com scheduling",
+                  no_args_is_help=True)
 
 
 @app.command("check")

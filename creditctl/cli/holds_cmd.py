@@ -10,7 +10,8 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json
 from creditctl.cli.output import emit_json, note, table
 
-app = typer.Typer(help="List open holds; expire those past their time to live.",
+app = typer.Typer(help="List open holds; expire those past their time to live.\n\n"
+                       "Example: creditctl holds list --user alice@example.com",
                   no_args_is_help=True)
 
 

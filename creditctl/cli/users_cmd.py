@@ -10,7 +10,8 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json, UserArg
 from creditctl.cli.output import emit_json, key_values, note, table
 
-app = typer.Typer(help="Add and find users.", no_args_is_help=True)
+app = typer.Typer(help="Add and find users.\n\nExample: creditctl users search example.com",
+                  no_args_is_help=True)
 COLUMNS = ("id", "email", "name", "plan", "balance", "held", "stripe_customer_id", "created_at")
 
 
