@@ -1,0 +1,73 @@
+"""The render scripts' hot path imports no Stripe SDK, scheduler or web framework."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from helpers import cli_env, new_user
+
+from creditctl.holds import reserve
+
+HEAVY = ("stripe", "apscheduler", "starlette", "fastapi", "uvicorn", "aiohttp")
+
+# Runs creditctl in this interpreter, then reports every module it imported.
+HARNESS = """
+import json, sys
+for name in sys.argv[2].split(","):
+    if name:
+        __import__(name)
+sys.argv = ["creditctl", *json.loads(sys.argv[1])]
+from creditctl.cli.app import main
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code or 0
+sys.stderr.write("MODULES " + json.dumps({"code": code, "modules": sorted(sys.modules)}) + "\\n")
+"""
+
+
+def imported(args: list[str], database_url: str, cwd, preimport: str = "") -> set[str]:
+    result = subprocess.run([sys.executable, "-c", HARNESS, json.dumps(args), preimport],
+                            cwd=cwd, env=cli_env(database_url, cwd), capture_output=True,
+                            text=True, timeout=60)
+    line = [x for x in result.stderr.splitlines() if x.startswith("MODULES ")][-1]
+    report = json.loads(line.removeprefix("MODULES "))
+    assert report["code"] == 0, (args, result.stderr)
+    return {m.split(".")[0] for m in report["modules"]}
+
+
+@pytest.fixture
+def hot_path_user(engine, policy):
+    new_user(engine, policy, "u1")
+    first = reserve(engine, "u1", 1, ttl=timedelta(minutes=5), actor="t", policy=policy)
+    second = reserve(engine, "u1", 1, ttl=timedelta(minutes=5), actor="t", policy=policy)
+    return first.hold_id, second.hold_id
+
+
+def test_hot_path_commands_stay_lean(hot_path_user, database_url, tmp_path):
+    capture_id, release_id = hot_path_user
+    commands = [
+        ["credits", "check", "u1", "1"],
+        ["credits", "deduct", "u1", "1", "--json"],
+        ["credits", "deduct", "u1@example.com", "1", "--key", "k1"],
+        ["credits", "reserve", "u1", "1", "--json"],
+        ["credits", "capture", str(capture_id)],
+        ["credits", "release", str(release_id)],
+        ["credits", "balance", "u1", "--json"],
+        ["run", "u1", "1", "--", sys.executable, "-c", "pass"],
+    ]
+    for args in commands:
+        heavy = sorted(set(HEAVY) & imported(args, database_url, tmp_path))
+        assert heavy == [], f"creditctl {' '.join(args)} imported {heavy}"
+
+
+def test_the_check_sees_an_import(hot_path_user, database_url, tmp_path):
+    """Control: the harness does report a heavy module when one is imported."""
+    pytest.importorskip("stripe")
+    modules = imported(["credits", "balance", "u1"], database_url, tmp_path, preimport="stripe")
+    assert "stripe" in modules
