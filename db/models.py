@@ -221,3 +221,34 @@ class StripeRequest(SQLModel, table=True):
     idempotency_key: str = Field(max_length=255, unique=True)
     created_at: datetime
 
+
+WEBHOOK_STATUSES = ("pending", "processed", "failed", "ignored")
+
+
+class WebhookEvent(SQLModel, table=True):
+    """A Stripe event as received (or backfilled), stored before any handler runs.
+
+    The Stripe event id is the primary key, so a redelivery never makes a second row;
+    `status` moves pending -> processed|ignored|failed, and failed -> processed on a retry.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        sa.CheckConstraint(_one_of("status", WEBHOOK_STATUSES), name="status_known"),
+        sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        sa.Index(None, "status", "received_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=255)
+    type: str = Field(max_length=128, index=True)
+    api_version: str | None = Field(default=None, max_length=64)
+    stripe_created: datetime
+    payload: str = Field(sa_type=sa.Text)
+    source: str = Field(default="webhook", max_length=16)
+    received_at: datetime = Field(index=True)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=1000)
+    ignored_reason: str | None = Field(default=None, max_length=500)
+    user_id: str | None = Field(default=None, max_length=128, index=True)
+    processed_at: datetime | None = None
