@@ -94,3 +94,15 @@ class DatabaseUnavailable(ConfigError):
 
 class SchemaOutOfDate(ConfigError):
     """The database has not been initialised or upgraded to this version."""
+
+
+class InvalidSignature(InvalidInput):
+    """A webhook's Stripe-Signature is missing, matches no endpoint secret, or is too old or new."""
+
+
+class InvalidEvent(InvalidInput):
+    """A signed webhook body is not a Stripe event (no id, type or created)."""
+
+
+class UnknownEvent(NotFound):
+    """No stored webhook event has that id."""

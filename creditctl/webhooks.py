@@ -1,0 +1,329 @@
+"""Stripe webhooks: verify, store first, then process each event exactly once.
+
+An event is verified over the raw body against every configured endpoint secret and
+stored (its Stripe id is the primary key) in a transaction of its own before any
+handler runs. Processing claims the stored row with a conditional UPDATE in the same
+transaction as the handler's changes and the final status, so two deliveries of one
+event, even at the same moment, apply it once: on PostgreSQL the second UPDATE waits
+for the first transaction's row lock and then no longer matches; on SQLite writers
+queue on BEGIN IMMEDIATE. A failing handler's changes roll back with the claim; the
+failure is then recorded in a separate transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import func
+from sqlalchemy.engine import Connection, Engine
+
+from creditctl.amounts import iso, utcnow
+from creditctl.errors import CreditctlError, InvalidEvent, InvalidSignature, UnknownEvent
+from db.engine import read, write
+from db.models import WebhookEvent
+
+webhook_events = WebhookEvent.__table__
+RETRYABLE = ("pending", "failed")
+MAX_ERROR_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """What receiving and processing need from the settings."""
+
+    secrets: tuple[str, ...] = field(repr=False)
+    tolerance: int = 300
+    max_body_bytes: int = 262144
+    fetch_latest: bool = False
+    default_plan: str = "free"
+    gateway: Any = field(default=None, repr=False)  # a stripe_gateway.Gateway, or None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> WebhookConfig:
+        gateway = None
+        if settings["stripe.api_key"].strip():
+            from creditctl.stripe_gateway import Gateway
+
+            gateway = Gateway.from_settings(settings)
+        return cls(secrets=tuple(settings["stripe.webhook_secret"]),
+                   tolerance=settings["webhooks.tolerance_seconds"],
+                   max_body_bytes=settings["webhooks.max_body_bytes"],
+                   fetch_latest=settings["webhooks.fetch_latest"],
+                   default_plan=settings["credits.default_plan"], gateway=gateway)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What processing one stored event did."""
+
+    event_id: str
+    type: str
+    status: str  # pending | processed | failed | ignored
+    ran: bool  # False: already processed/ignored (or claimed elsewhere), nothing run
+    detail: str | None = None
+    user_id: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "type": self.type, "status": self.status,
+                "ran": self.ran, "detail": self.detail, "user_id": self.user_id}
+
+
+# --- verification ------------------------------------------------------------------------------
+
+def verify(payload: bytes, header: str | None, secrets: Sequence[str], *, tolerance: int,
+           now: float | None = None) -> dict[str, Any]:
+    """The event in `payload` if its signature matches one secret within the tolerance.
+
+    Raises InvalidSignature (or InvalidEvent for a signed body that is not an event); no
+    message carries the header, the signature or a secret.
+    """
+    import stripe
+
+    now = time.time() if now is None else now
+    if not header:
+        raise InvalidSignature("missing Stripe-Signature header")
+    timestamp = _signed_at(header)
+    if abs(now - timestamp) > tolerance:
+        raise InvalidSignature(f"signature timestamp is outside the tolerance of {tolerance} s")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidSignature("body is not UTF-8 text") from None
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(text, header, secret, tolerance)
+        except stripe.SignatureVerificationError:
+            continue
+        return _event(text)
+    raise InvalidSignature("signature matches no configured webhook secret")
+
+
+def _signed_at(header: str) -> int:
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isdigit():
+            return int(value)
+    raise InvalidSignature("malformed Stripe-Signature header: no timestamp")
+
+
+def _event(text: str) -> dict[str, Any]:
+    try:
+        event = json.loads(text)
+    except ValueError:
+        raise InvalidEvent("body is not JSON") from None
+    if (not isinstance(event, dict) or not isinstance(event.get("id"), str)
+            or not isinstance(event.get("type"), str) or not isinstance(event.get("created"), int)
+            or not isinstance(event.get("data"), dict)):
+        raise InvalidEvent("body is not a Stripe event (id, type, created and data expected)")
+    return event
+
+
+# --- storing -----------------------------------------------------------------------------------
+
+def _insert_ignoring_duplicates(conn: Connection, values: dict[str, Any]) -> bool:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(webhook_events).values(**values).on_conflict_do_nothing(
+        index_elements=["id"]).returning(webhook_events.c.id)
+    return conn.execute(statement).first() is not None
+
+
+def store(conn: Connection, event: dict[str, Any], raw: str, *, now: datetime,
+          source: str = "webhook") -> bool:
+    """Store a verified event as pending; False when its id is already stored."""
+    from creditctl.stripe_payloads import when
+
+    return _insert_ignoring_duplicates(conn, {
+        "id": event["id"], "type": event["type"][:128],
+        "api_version": (event.get("api_version") or None),
+        "stripe_created": when(event["created"]), "payload": raw, "source": source,
+        "received_at": now, "status": "pending", "attempts": 0,
+    })
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The answer to one delivery: stored (new or repeat) and what processing did."""
+
+    event_id: str
+    type: str
+    new: bool
+    outcome: Outcome
+
+
+def receive(engine: Engine, payload: bytes, header: str | None, config: WebhookConfig, *,
+            now: datetime | None = None) -> Receipt:
+    """Verify, store (committed), then process one delivery through the exactly-once path."""
+    event = verify(payload, header, config.secrets, tolerance=config.tolerance)
+    with write(engine) as conn:
+        new = store(conn, event, payload.decode("utf-8"), now=now or utcnow())
+    outcome = process(engine, event["id"], config)
+    return Receipt(event["id"], event["type"], new, outcome)
+
+
+# --- processing --------------------------------------------------------------------------------
+
+def process(engine: Engine, event_id: str, config: WebhookConfig, *, force: bool = False,
+            now: datetime | None = None) -> Outcome:
+    """Run a stored event's handler once; `force` re-runs a processed or ignored one too."""
+    claimable = ("pending", "failed", "processed", "ignored") if force else RETRYABLE
+    try:
+        with write(engine) as conn:
+            return _claim_and_handle(conn, event_id, claimable, config, now or utcnow())
+    except Exception as exc:  # noqa: BLE001 - every handler failure is recorded and retried
+        return _record_failure(engine, event_id, _error_text(exc), now or utcnow())
+
+
+def _claim_and_handle(conn: Connection, event_id: str, claimable: tuple[str, ...],
+                      config: WebhookConfig, now: datetime) -> Outcome:
+    from creditctl.webhook_handlers import EventContext, dispatch
+
+    claimed = conn.execute(
+        webhook_events.update()
+        .where(webhook_events.c.id == event_id, webhook_events.c.status.in_(claimable))
+        .values(attempts=webhook_events.c.attempts + 1)
+        .returning(webhook_events.c.type, webhook_events.c.payload)).first()
+    if claimed is None:
+        return _unclaimed(conn, event_id)
+    result = dispatch(EventContext(conn=conn, event=json.loads(claimed.payload), now=now,
+                                   config=config))
+    conn.execute(webhook_events.update().where(webhook_events.c.id == event_id).values(
+        status=result.status, processed_at=now, last_error=None, user_id=result.user_id,
+        ignored_reason=result.detail if result.status == "ignored" else None))
+    return Outcome(event_id, claimed.type, result.status, True, result.detail, result.user_id)
+
+
+def _unclaimed(conn: Connection, event_id: str) -> Outcome:
+    row = conn.execute(sa.select(webhook_events.c.type, webhook_events.c.status,
+                                 webhook_events.c.user_id)
+                       .where(webhook_events.c.id == event_id)).first()
+    if row is None:
+        raise UnknownEvent(f"no stored webhook event {event_id!r}; see `creditctl webhooks list`")
+    return Outcome(event_id, row.type, row.status, False, f"already {row.status}", row.user_id)
+
+
+def _record_failure(engine: Engine, event_id: str, error: str, now: datetime) -> Outcome:
+    """Mark the event failed (unless it was processed meanwhile) with the error."""
+    with write(engine) as conn:
+        row = conn.execute(
+            webhook_events.update().where(webhook_events.c.id == event_id)
+            .values(attempts=webhook_events.c.attempts + 1, last_error=error,
+                    status=sa.case((webhook_events.c.status.in_(RETRYABLE), "failed"),
+                                   else_=webhook_events.c.status))
+            .returning(webhook_events.c.type, webhook_events.c.status)).first()
+    if row is None:
+        raise UnknownEvent(f"no stored webhook event {event_id!r}; see `creditctl webhooks list`")
+    return Outcome(event_id, row.type, "failed", True, error)
+
+
+def _error_text(exc: BaseException) -> str:
+    text = exc.message if isinstance(exc, CreditctlError) else f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[0][:MAX_ERROR_CHARS] if text.strip() else type(exc).__name__
+
+
+# --- operator commands -------------------------------------------------------------------------
+
+def event_dict(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "type": row.type, "status": row.status, "source": row.source,
+            "api_version": row.api_version, "stripe_created": iso(row.stripe_created),
+            "received_at": iso(row.received_at), "processed_at": iso(row.processed_at),
+            "attempts": row.attempts, "user_id": row.user_id, "last_error": row.last_error,
+            "ignored_reason": row.ignored_reason}
+
+
+def _listing(status: str | None, type_: str | None, since: datetime | None) -> sa.Select:
+    query = sa.select(*[c for c in webhook_events.c if c.name != "payload"])
+    if status:
+        query = query.where(webhook_events.c.status == status)
+    if type_:
+        query = query.where(webhook_events.c.type == type_)
+    if since:
+        query = query.where(webhook_events.c.received_at >= since)
+    return query
+
+
+def list_events(engine: Engine, *, status: str | None = None, type_: str | None = None,
+                since: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Stored events, oldest first (the newest `limit`)."""
+    query = _listing(status, type_, since).order_by(
+        webhook_events.c.received_at.desc(), webhook_events.c.id.desc()).limit(limit)
+    with read(engine) as conn:
+        rows = conn.execute(query).all()
+    return [event_dict(row) for row in reversed(rows)]
+
+
+def show_event(engine: Engine, event_id: str) -> dict[str, Any]:
+    """One stored event with its payload."""
+    with read(engine) as conn:
+        row = conn.execute(sa.select(webhook_events)
+                           .where(webhook_events.c.id == event_id)).first()
+    if row is None:
+        raise UnknownEvent(f"no stored webhook event {event_id!r}; see `creditctl webhooks list`")
+    return {**event_dict(row), "payload": json.loads(row.payload)}
+
+
+def last_received_at(conn: Connection) -> datetime | None:
+    return conn.execute(sa.select(func.max(webhook_events.c.received_at))).scalar()
+
+
+def replay(engine: Engine, config: WebhookConfig, *, event_id: str | None = None,
+           failed: bool = False, since: datetime | None = None,
+           force: bool = False) -> list[Outcome]:
+    """Re-run stored events (one, every failed one, or those received since a date), in order."""
+    if event_id is not None:
+        return [process(engine, event_id, config, force=force)]
+    query = sa.select(webhook_events.c.id).order_by(webhook_events.c.stripe_created,
+                                                    webhook_events.c.received_at)
+    if failed:
+        query = query.where(webhook_events.c.status == "failed")
+    if since is not None:
+        query = query.where(webhook_events.c.received_at >= since)
+    with read(engine) as conn:
+        ids = conn.execute(query).scalars().all()
+    return [process(engine, one, config, force=force) for one in ids]
+
+
+def backfill(engine: Engine, config: WebhookConfig, *, since: datetime,
+             now: datetime | None = None) -> dict[str, int]:
+    """Page through Stripe's events since a date; store and process the ones not seen yet."""
+    if config.gateway is None:
+        from creditctl.errors import ConfigError
+
+        raise ConfigError("STRIPE_API_KEY is not set; backfill reads Stripe's events API")
+    events = list(config.gateway.list_all(lambda v1, p: v1.events.list(params=p),
+                                          {"created": {"gte": int(since.timestamp())}}))
+    counts = {"listed": len(events), "stored": 0, "already_stored": 0, "processed": 0,
+              "ignored": 0, "failed": 0}
+    for event in sorted(events, key=lambda e: (e["created"], e["id"])):
+        counts["stored" if _store_listed(engine, event, now) else "already_stored"] += 1
+    for outcome in _process_pending(engine, config, (e["id"] for e in events)):
+        if outcome.ran:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return counts
+
+
+def _store_listed(engine: Engine, event: dict[str, Any], now: datetime | None) -> bool:
+    with write(engine) as conn:
+        return store(conn, event, json.dumps(event), now=now or utcnow(), source="backfill")
+
+
+def _process_pending(engine: Engine, config: WebhookConfig,
+                     ids: Iterable[str]) -> list[Outcome]:
+    wanted = set(ids)
+    with read(engine) as conn:
+        pending = conn.execute(
+            sa.select(webhook_events.c.id).where(webhook_events.c.status.in_(RETRYABLE))
+            .order_by(webhook_events.c.stripe_created, webhook_events.c.id)).scalars().all()
+    return [process(engine, one, config) for one in pending if one in wanted]
