@@ -10,7 +10,8 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json
 from creditctl.cli.output import emit_json, note, table
 
-app = typer.Typer(help="Plans: list them with their Stripe side, and sync them to Stripe.",
+app = typer.Typer(help="Plans: list them with their Stripe side, and sync them to Stripe.\n\n"
+                       "Example: creditctl plans sync --dry-run",
                   no_args_is_help=True)
 LOCAL_COLUMNS = ("name", "credits", "amount", "currency", "interval", "lookup_key",
                  "stripe_product_id", "stripe_price_id")

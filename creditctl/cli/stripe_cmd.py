@@ -10,7 +10,9 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json, UserArg
 from creditctl.cli.output import emit_json, note, say
 
-app = typer.Typer(help="Checkout and billing-portal links for a user.", no_args_is_help=True)
+app = typer.Typer(help="Checkout and billing-portal links for a user, and their Stripe customer."
+                       "\n\nExample: creditctl stripe checkout alice@example.com --plan pro",
+                  no_args_is_help=True)
 
 PlanOption = Annotated[str, typer.Option("--plan", help="The plan to subscribe to.",
                                          show_default=False)]

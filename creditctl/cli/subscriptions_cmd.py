@@ -10,7 +10,8 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json, UserArg
 from creditctl.cli.output import emit_json, note, say, table
 
-app = typer.Typer(help="A user's Stripe subscription: show, change plan, cancel, resume.",
+app = typer.Typer(help="A user's Stripe subscription: show, change plan, cancel, resume.\n\n"
+                       "Example: creditctl subscriptions show alice@example.com --remote",
                   no_args_is_help=True)
 COLUMNS = ("subscription_id", "plan", "status", "current_period_start", "current_period_end",
            "cancel_at_period_end")
