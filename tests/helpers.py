@@ -85,3 +85,30 @@ def cli_env(database_url: str, cwd: Path, extra: dict[str, str] | None = None) -
 
 def parse_json(text: str) -> Any:
     return json.loads(text)
+
+
+WORKERS = Path(__file__).with_name("workers.py")
+
+
+def start_workers(worker_args: list[list[str]], go: Path) -> list[subprocess.Popen]:
+    """Start one real OS process per argument list; return once all are ready and released."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDITCTL_")}
+    procs = [subprocess.Popen([sys.executable, str(WORKERS), *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+             for args in worker_args]
+    for proc in procs:
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", (line, proc.stderr.read() if proc.poll() else "")
+    go.touch()
+    return procs
+
+
+def finish_workers(procs: list[subprocess.Popen], timeout: float = 300) -> list[dict[str, Any]]:
+    """Wait for every worker; return each one's result line."""
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, err
+        line = [x for x in out.splitlines() if x.startswith("result ")][-1]
+        results.append(json.loads(line.removeprefix("result ")))
+    return results
