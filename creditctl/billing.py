@@ -32,6 +32,7 @@ from creditctl.subscriptions import (
     from_stripe,
     local_subscriptions,
     plan_for_price,
+    stripe_id,
     stripe_requests,
     subscriptions,
 )
@@ -198,19 +199,21 @@ def _remote_plans(engine: Engine, gateway: Gateway,
     remote = []
     for spec in specs.values():
         row, price = rows.get(spec.name), prices.get(spec.lookup_key)
-        product = None
-        if spec.amount > 0:
-            candidates = [price and _id(price.get("product")),
-                          row and row.stripe_product_id, product_id_for(spec)]
-            product = next((found for found in (gateway.product(pid) for pid in
-                                                dict.fromkeys(c for c in candidates if c))
-                            if found is not None), None)
+        product = _find_product(gateway, spec, row, price) if spec.amount > 0 else None
         remote.append(PlanRemote(spec, row, product, price))
     return remote
 
 
-def _id(value: Any) -> str | None:
-    return value.get("id") if isinstance(value, dict) else value
+def _find_product(gateway: Gateway, spec: PlanSpec, row: Row | None,
+                  price: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The plan's product: its price's, else the one recorded locally, else our fixed id."""
+    candidates = (stripe_id(price.get("product")) if price else None,
+                  row.stripe_product_id if row else None, product_id_for(spec))
+    for product_id in dict.fromkeys(c for c in candidates if c):
+        product = gateway.product(product_id)
+        if product is not None:
+            return product
+    return None
 
 
 def plan_differences(plan: PlanRemote) -> list[dict[str, Any]]:

@@ -251,7 +251,8 @@ def _when(value: Any) -> datetime | None:
     return None if value in (None, "") else datetime.fromtimestamp(int(value), UTC)
 
 
-def _id(value: Any) -> str | None:
+def stripe_id(value: Any) -> str | None:
+    """The id of a Stripe reference, whether it came expanded (an object) or not (an id)."""
     return value.get("id") if isinstance(value, dict) else value
 
 
@@ -266,10 +267,10 @@ def from_stripe(subscription: dict[str, Any]) -> dict[str, Any]:
     price = item.get("price") or item.get("plan") or {}
     return {
         "subscription_id": subscription["id"],
-        "customer_id": _id(subscription.get("customer")),
+        "customer_id": stripe_id(subscription.get("customer")),
         "status": subscription.get("status"),
         "item_id": item.get("id"),
-        "price_id": _id(price),
+        "price_id": stripe_id(price),
         "lookup_key": price.get("lookup_key") if isinstance(price, dict) else None,
         "price_plan": ((price.get("metadata") or {}).get("plan")
                        if isinstance(price, dict) else None),
