@@ -66,8 +66,13 @@ def start_local_period(conn: Connection, user_id: str, plan_row: Row, *, start: 
     if plan_row.credits > 0:
         add_grant(conn, user_id=user_id, source="plan", amount=plan_row.credits, actor=actor,
                   now=start, expires_at=None if plan_row.rollover else end,
-                  period_key=f"{plan_row.name}:{iso(start)}",
+                  period_key=local_period_key(plan_row.name, start),
                   description=f"{plan_row.name} plan credits until {iso(end)}")
+
+
+def local_period_key(plan: str, start: datetime) -> str:
+    """Names one local period of a plan, so its credits are granted once."""
+    return f"{plan}:{start.isoformat()}"
 
 
 def _refuse_duplicate(conn: Connection, email: str, user_id: str) -> None:
