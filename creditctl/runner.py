@@ -36,7 +36,10 @@ def run_with_hold(engine: Engine, user: str, amount: int, command: Sequence[str]
         signals.append(signum)
         child.send_signal(signum)
 
-    previous = {s: signal.signal(s, forward) for s in FORWARDED}
+    # A signal creditctl was started ignoring (nohup, `&` in a script) is ignored by the child
+    # too; catching it would only mark a finished command as interrupted and leave it unpaid.
+    previous = {s: signal.signal(s, forward) for s in FORWARDED
+                if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         code = child.wait()
     finally:
