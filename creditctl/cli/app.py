@@ -14,6 +14,7 @@ from creditctl.cli import (
     audit_cmd,
     config_cmd,
     credits_cmd,
+    daemon_cmd,
     db_cmd,
     features_cmd,
     holds_cmd,
@@ -22,6 +23,7 @@ from creditctl.cli import (
     stripe_cmd,
     subscriptions_cmd,
     users_cmd,
+    webhooks_cmd,
 )
 from creditctl.cli.context import AppContext, current, set_current
 from creditctl.errors import EXIT_UNEXPECTED, CreditctlError
@@ -97,6 +99,8 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(plans_cmd.app, name="plans")
 app.add_typer(stripe_cmd.app, name="stripe")
 app.add_typer(subscriptions_cmd.app, name="subscriptions")
+app.add_typer(webhooks_cmd.app, name="webhooks")
+app.command("daemon")(daemon_cmd.daemon)
 
 
 def main() -> None:
