@@ -1,0 +1,215 @@
+"""Fixtures for the webhook tests: a user, a synced price, a stub Stripe, localstripe, the daemon.
+
+Everything talks over loopback: the daemon is a real `creditctl daemon` subprocess, Stripe is
+localstripe (a subprocess) or a small stub server answering GETs from canned objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from webhook_helpers import SECRET  # noqa: E402
+
+from creditctl.webhooks import WebhookConfig  # noqa: E402
+
+PRO_PRICE = "price_pro_synced"
+LOCALSTRIPE_KEY = "sk_test_localstripe_webhooks_SECRET"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer: {log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def config() -> WebhookConfig:
+    return WebhookConfig(secrets=(SECRET,))
+
+
+@pytest.fixture
+def alice(engine, policy) -> str:
+    from helpers import new_user
+
+    new_user(engine, policy, "alice")
+    return "alice"
+
+
+@pytest.fixture
+def synced(engine) -> str:
+    """The pro plan's price id, as `plans sync` records it."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE plans SET stripe_price_id = :p WHERE name = 'pro'"),
+                     {"p": PRO_PRICE})
+    return PRO_PRICE
+
+
+class StubStripe:
+    """Answers GET /v1/<kind>/<id> from `objects`; anything else is 404."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.requests: list[str] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                stub.requests.append(self.path)
+                found = stub.objects.get(self.path.split("?")[0].rsplit("/", 1)[-1])
+                body = json.dumps(found or {"error": {"type": "invalid_request_error",
+                                                      "message": "No such object"}}).encode()
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stub_stripe() -> Iterator[StubStripe]:
+    server = StubStripe()
+    yield server
+    server.stop()
+
+
+def gateway(api_base: str) -> Any:
+    from creditctl.stripe_gateway import Gateway
+
+    return Gateway(api_key="sk_test_stub_SECRET", api_version="2026-10-28.endive",
+                   api_base=api_base)
+
+
+@pytest.fixture(scope="session")
+def localstripe_server(tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    log = Path(tmp_path_factory.mktemp("localstripe")) / "localstripe.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
+            stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/js.stripe.com/v3/", process, log)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def localstripe(localstripe_server) -> Iterator[str]:
+    """The session's localstripe, emptied, with no webhook endpoint left registered."""
+    request = urllib.request.Request(f"{localstripe_server}/_config/data", method="DELETE")
+    urllib.request.urlopen(request, timeout=5).close()
+    yield localstripe_server
+    register_webhook(localstripe_server, "creditctl", "http://127.0.0.1:9/", events=[])
+
+
+def register_webhook(localstripe_url: str, endpoint_id: str, url: str,
+                     events: list[str]) -> None:
+    body = json.dumps({"url": url, "secret": SECRET, "events": events}).encode()
+    request = urllib.request.Request(f"{localstripe_url}/_config/webhooks/{endpoint_id}",
+                                     data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=5).close()
+
+
+@pytest.fixture
+def localstripe_client(localstripe) -> Any:
+    import stripe
+
+    return stripe.StripeClient(LOCALSTRIPE_KEY, base_addresses={"api": localstripe})
+
+
+class Daemon:
+    """A `creditctl daemon` subprocess on a free loopback port."""
+
+    def __init__(self, database_url: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+        from helpers import cli_env, creditctl_executable
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd / f"daemon-{self.port}.log"
+        environment = cli_env(database_url, cwd, {"STRIPE_WEBHOOK_SECRET": SECRET,
+                                                  **(env or {})})
+        with self.log.open("wb") as output:
+            self.process = subprocess.Popen(
+                [creditctl_executable(), "daemon", "--host", "127.0.0.1", "--port",
+                 str(self.port), "--no-scheduler"],
+                cwd=cwd, env=environment, stdout=output, stderr=subprocess.STDOUT)
+        wait_for(f"{self.url}/healthz", self.process, self.log)
+
+    def post(self, body: bytes, header: str | None) -> tuple[int, dict[str, Any]]:
+        headers = {"Content-Type": "application/json"}
+        if header is not None:
+            headers["Stripe-Signature"] = header
+        request = urllib.request.Request(f"{self.url}/webhooks/stripe", data=body,
+                                         headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=40)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def daemon(database_url, tmp_path) -> Iterator[Daemon]:
+    running = Daemon(database_url, tmp_path)
+    yield running
+    running.stop()
+
+
+def environment_without_stripe() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "CREDITCTL_"))}
