@@ -116,7 +116,9 @@ def _top_up(conn: Connection, user_id: str, subscription_id: str, plan: str,
     if target <= level or taken is not None:
         return 0
     rollover = conn.execute(sa.select(plans.c.rollover).where(plans.c.name == plan)).scalar()
-    expires_at = None if rollover or period_end is None or period_end <= now else period_end
+    if period_end is not None and period_end <= now and not rollover:
+        return 0  # the period is over: its credits would have expired with it
+    expires_at = None if rollover or period_end is None else period_end
     what = "plan credits" if level == 0 else f"upgrade: the difference to {plan}"
     add_grant(conn, user_id=user_id, source="plan", amount=target - level, actor=actor, now=now,
               expires_at=expires_at, period_key=key,

@@ -119,3 +119,11 @@ def test_unpaid_states_grant_nothing(engine, policy):
     for status in ("incomplete", "past_due", "unpaid", "paused"):
         assert _apply(engine, "pro", status=status, paid=True).granted == 0
     assert _plan_grants(engine) == []
+
+
+def test_a_late_invoice_for_an_ended_period_grants_nothing_that_outlives_it(engine, policy):
+    _setup(engine, policy)
+    late = _apply(engine, "pro", paid=True, now=P2 + timedelta(days=2))
+    assert late.granted == 0
+    assert _plan_grants(engine) == []
+    assert verify(engine)["ok"]
