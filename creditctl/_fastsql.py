@@ -36,13 +36,13 @@ STATEMENTS = {'postgresql': {'draw': ('UPDATE grants SET remaining=(grants.remai
                               {}),
                 'state_by_email': ('SELECT users.id, users.email, users.plan, users.balance, '
                                    'users.held, users.next_grant_expiry, users.next_hold_expiry, '
-                                   'plans.credits \n'
+                                   'plans.credits, users.past_due_since \n'
                                    'FROM users JOIN plans ON users.plan = plans.name \n'
                                    'WHERE users.email_key = %(who)s::VARCHAR',
                                    {}),
                 'state_by_id': ('SELECT users.id, users.email, users.plan, users.balance, '
                                 'users.held, users.next_grant_expiry, users.next_hold_expiry, '
-                                'plans.credits \n'
+                                'plans.credits, users.past_due_since \n'
                                 'FROM users JOIN plans ON users.plan = plans.name \n'
                                 'WHERE users.id = %(who)s::VARCHAR',
                                 {}),
@@ -51,8 +51,9 @@ STATEMENTS = {'postgresql': {'draw': ('UPDATE grants SET remaining=(grants.remai
                                   '%(n)s::INTEGER AND (users.next_grant_expiry IS NULL OR '
                                   'users.next_grant_expiry > %(now)s::TIMESTAMP WITH TIME ZONE) '
                                   'AND (users.next_hold_expiry IS NULL OR users.next_hold_expiry > '
-                                  '%(now)s::TIMESTAMP WITH TIME ZONE) AND users.plan IN (SELECT '
-                                  'plans.name \n'
+                                  '%(now)s::TIMESTAMP WITH TIME ZONE) AND (users.past_due_since IS '
+                                  'NULL OR users.past_due_since > %(usage_cutoff)s::TIMESTAMP WITH '
+                                  'TIME ZONE) AND users.plan IN (SELECT plans.name \n'
                                   'FROM plans \n'
                                   'WHERE plans.credits IS NOT NULL) RETURNING users.id, '
                                   'users.balance, users.held, users.plan',
@@ -62,7 +63,9 @@ STATEMENTS = {'postgresql': {'draw': ('UPDATE grants SET remaining=(grants.remai
                                'AND (users.next_grant_expiry IS NULL OR users.next_grant_expiry > '
                                '%(now)s::TIMESTAMP WITH TIME ZONE) AND (users.next_hold_expiry IS '
                                'NULL OR users.next_hold_expiry > %(now)s::TIMESTAMP WITH TIME '
-                               'ZONE) AND users.plan IN (SELECT plans.name \n'
+                               'ZONE) AND (users.past_due_since IS NULL OR users.past_due_since > '
+                               '%(usage_cutoff)s::TIMESTAMP WITH TIME ZONE) AND users.plan IN '
+                               '(SELECT plans.name \n'
                                'FROM plans \n'
                                'WHERE plans.credits IS NOT NULL) RETURNING users.id, '
                                'users.balance, users.held, users.plan',
@@ -97,21 +100,22 @@ STATEMENTS = {'postgresql': {'draw': ('UPDATE grants SET remaining=(grants.remai
                           {}),
             'state_by_email': ('SELECT users.id, users.email, users."plan", users.balance, '
                                'users.held, users.next_grant_expiry, users.next_hold_expiry, '
-                               'plans.credits \n'
+                               'plans.credits, users.past_due_since \n'
                                'FROM users JOIN plans ON users."plan" = plans.name \n'
                                'WHERE users.email_key = :who',
                                {}),
             'state_by_id': ('SELECT users.id, users.email, users."plan", users.balance, '
                             'users.held, users.next_grant_expiry, users.next_hold_expiry, '
-                            'plans.credits \n'
+                            'plans.credits, users.past_due_since \n'
                             'FROM users JOIN plans ON users."plan" = plans.name \n'
                             'WHERE users.id = :who',
                             {}),
             'take_by_email': ('UPDATE users SET balance=(users.balance - :n) WHERE users.email_key '
                               '= :who AND users.balance >= :n AND (users.next_grant_expiry IS NULL '
                               'OR users.next_grant_expiry > :now) AND (users.next_hold_expiry IS '
-                              'NULL OR users.next_hold_expiry > :now) AND users."plan" IN (SELECT '
-                              'plans.name \n'
+                              'NULL OR users.next_hold_expiry > :now) AND (users.past_due_since IS '
+                              'NULL OR users.past_due_since > :usage_cutoff) AND users."plan" IN '
+                              '(SELECT plans.name \n'
                               'FROM plans \n'
                               'WHERE plans.credits IS NOT NULL) RETURNING id, balance, held, '
                               '"plan"',
@@ -119,7 +123,8 @@ STATEMENTS = {'postgresql': {'draw': ('UPDATE grants SET remaining=(grants.remai
             'take_by_id': ('UPDATE users SET balance=(users.balance - :n) WHERE users.id = :who '
                            'AND users.balance >= :n AND (users.next_grant_expiry IS NULL OR '
                            'users.next_grant_expiry > :now) AND (users.next_hold_expiry IS NULL OR '
-                           'users.next_hold_expiry > :now) AND users."plan" IN (SELECT '
+                           'users.next_hold_expiry > :now) AND (users.past_due_since IS NULL OR '
+                           'users.past_due_since > :usage_cutoff) AND users."plan" IN (SELECT '
                            'plans.name \n'
                            'FROM plans \n'
                            'WHERE plans.credits IS NOT NULL) RETURNING id, balance, held, "plan"',

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 
-from creditctl.amounts import utcnow
+from creditctl.amounts import iso, utcnow
 from creditctl.holds import open_holds
 from creditctl.ledger import Policy, balance, history
 from creditctl.plans import get_plan
@@ -53,5 +53,14 @@ def account_view(engine: Engine, user: str, *, policy: Policy,
                     "unlimited": current.unlimited},
         "holds": open_holds(engine, user=row.id, now=now),
         "recent_usage": recent,
-        "warnings": current.warnings(policy),
+        "warnings": current.warnings(policy) + _payment_warnings(row, policy, now),
     }
+
+
+def _payment_warnings(row: Any, policy: Policy, now: datetime) -> list[str]:
+    if row.past_due_since is None:
+        return []
+    stops = row.past_due_since + timedelta(days=policy.past_due_grace_days)
+    state = "usage is suspended" if stops <= now else f"usage stops at {iso(stops)}"
+    return [f"payment failed since {iso(row.past_due_since)}; {state} unless the invoice is "
+            f"paid (`creditctl stripe portal {row.id}`)"]

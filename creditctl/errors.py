@@ -44,6 +44,12 @@ class FeatureNotInPlan(CreditctlError):
     exit_code = EXIT_REFUSED
 
 
+class PaymentOverdue(CreditctlError):
+    """The subscription's payment failed and the grace period for usage is over."""
+
+    exit_code = EXIT_REFUSED
+
+
 class NotFound(CreditctlError):
     """A user, entry, hold, plan or event named on the command line does not exist."""
 

@@ -106,7 +106,8 @@ def deduct(database: Database, user: str, amount: int, *, actor: str, policy: Po
            ref: str | None = None, key: str | None = None) -> Posting:
     """Spend `amount` credits: on the bare driver when it can, else through creditctl.ledger."""
     now = utcnow()
-    posting = _try_deduct(database, user, amount, actor=actor, now=now, ref=ref, key=key)
+    posting = _try_deduct(database, user, amount, actor=actor, policy=policy, now=now, ref=ref,
+                          key=key)
     if posting is None:
         from creditctl.ledger import deduct as full_deduct
 
@@ -126,15 +127,16 @@ def balance(database: Database, user: str) -> Balance:
     return result
 
 
-def _try_deduct(database: Database, user: str, amount: int, *, actor: str, now: datetime,
-                ref: str | None, key: str | None) -> Posting | None:
+def _try_deduct(database: Database, user: str, amount: int, *, actor: str, policy: Policy,
+                now: datetime, ref: str | None, key: str | None) -> Posting | None:
     """The common deduct, committed; or None, having written nothing."""
     driver = _open(database.url, database.busy_timeout_ms, write=True)
     if driver is None:
         return None
     try:
         try:
-            posting = _deduct(driver, user, amount, actor=actor, now=now, ref=ref, key=key)
+            posting = _deduct(driver, user, amount, actor=actor, policy=policy, now=now,
+                              ref=ref, key=key)
         except driver.errors:
             # A key race, a missing table, a lock timeout: the full path decides and explains.
             return None
@@ -147,8 +149,8 @@ def _try_deduct(database: Database, user: str, amount: int, *, actor: str, now: 
         driver.close()
 
 
-def _deduct(driver: _Driver, user: str, amount: int, *, actor: str, now: datetime,
-            ref: str | None, key: str | None) -> Posting | None:
+def _deduct(driver: _Driver, user: str, amount: int, *, actor: str, policy: Policy,
+            now: datetime, ref: str | None, key: str | None) -> Posting | None:
     by_email = "@" in user
     who = user.strip().lower() if by_email else user.strip()
     stamp = driver.time(now)
@@ -157,7 +159,8 @@ def _deduct(driver: _Driver, user: str, amount: int, *, actor: str, now: datetim
         if state is None or driver.one("find_key", {"uid": state[0], "key": key}):
             return None
     taken = driver.one("take_by_email" if by_email else "take_by_id",
-                       {"who": who, "n": amount, "now": stamp})
+                       {"who": who, "n": amount, "now": stamp,
+                        "usage_cutoff": driver.time(policy.usage_cutoff(now))})
     if taken is not None:
         user_id, balance_after, held, plan = taken
         driver.run("draw", {"uid": user_id, "n": amount, "now": stamp, "prefer": -1})
@@ -165,8 +168,8 @@ def _deduct(driver: _Driver, user: str, amount: int, *, actor: str, now: datetim
     else:
         state = driver.one("state_by_email" if by_email else "state_by_id", {"who": who})
         if state is None or state[7] is not None or _due(state[5], stamp) \
-                or _due(state[6], stamp):
-            return None
+                or _due(state[6], stamp) or state[8] is not None:
+            return None  # refused, stale, or overdue: the full path says why
         user_id, plan = state[0], state[2]
         balance_after, held = driver.one("lock_user", {"uid": user_id})
         spent, description, unlimited = 0, "usage (unlimited plan)", True
@@ -194,7 +197,7 @@ def _try_balance(database: Database, user: str, *, now: datetime) -> Balance | N
         stamp = driver.time(now)
         if state is None or _due(state[5], stamp) or _due(state[6], stamp):
             return None
-        user_id, email, plan, available, held, _, _, credits = state
+        user_id, email, plan, available, held, _, _, credits, _ = state
         return Balance(user_id, email, plan, credits is None, available, held)
     except driver.errors:
         return None

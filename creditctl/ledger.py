@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -29,7 +29,7 @@ from creditctl.errors import (
     UnknownUser,
 )
 from creditctl.idempotency import find_previous, fingerprint, is_key_race
-from creditctl.policy import Balance, Policy, Posting, insufficient
+from creditctl.policy import Balance, Policy, Posting, insufficient, overdue
 from creditctl.tables import allocations, entries, grants, holds, plans, users
 from db.engine import read, write
 
@@ -49,6 +49,11 @@ _NOT_STALE = sa.and_(
     or_(users.c.next_grant_expiry.is_(None), users.c.next_grant_expiry > bindparam("now")),
     or_(users.c.next_hold_expiry.is_(None), users.c.next_hold_expiry > bindparam("now")),
 )
+# Usage stops once a failed payment is older than the grace period (billing.past_due_grace_days).
+_PAID_UP = or_(users.c.past_due_since.is_(None),
+               users.c.past_due_since > bindparam("usage_cutoff"))
+# Operators' corrections are not usage: a cutoff at the epoch never refuses them.
+NO_CUTOFF = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _take_statement(by_email: bool, for_hold: bool) -> sa.Update:
@@ -60,6 +65,7 @@ def _take_statement(by_email: bool, for_hold: bool) -> sa.Update:
         values["next_hold_expiry"] = _earlier(users.c.next_hold_expiry, bindparam("expires"))
     return (users.update()
             .where(who == bindparam("who"), users.c.balance >= bindparam("n"), _NOT_STALE,
+                   _PAID_UP,
                    users.c.plan.in_(_LIMITED_PLANS))
             .values(**values)
             .returning(users.c.id, users.c.balance, users.c.held, users.c.plan))
@@ -122,7 +128,8 @@ LOCK_USER = (users.update().where(users.c.id == bindparam("uid"))
 def _user_state(by_email: bool) -> sa.Select:
     who = users.c.email_key if by_email else users.c.id
     return (sa.select(users.c.id, users.c.email, users.c.plan, users.c.balance, users.c.held,
-                      users.c.next_grant_expiry, users.c.next_hold_expiry, plans.c.credits)
+                      users.c.next_grant_expiry, users.c.next_hold_expiry, plans.c.credits,
+                      users.c.past_due_since)
             .join_from(users, plans, users.c.plan == plans.c.name)
             .where(who == bindparam("who")))
 
@@ -250,18 +257,23 @@ class Taken:
 
 
 def take(conn: Connection, user: str, amount: int, *, now: datetime, policy: Policy,
-         prefer_grant: int = NO_GRANT, hold: tuple[int, datetime] | None = None) -> Taken:
+         prefer_grant: int = NO_GRANT, hold: tuple[int, datetime] | None = None,
+         usage: bool = True) -> Taken:
     """Take `amount` credits from the soonest-expiring grants, or refuse.
 
     With `hold`, (hold id, expiry), the credits move to that hold instead of being spent.
-    Unlimited plans take nothing and never refuse.
+    Unlimited plans take nothing and never refuse for want of credits. Usage (not an
+    operator's correction) is refused once a failed payment outlasts the grace period.
     """
     statement = TAKE[(by_email(user), hold is not None)]
-    params = {"who": lookup_key(user), "n": amount, "now": now,
+    cutoff = policy.usage_cutoff(now) if usage else NO_CUTOFF
+    params = {"who": lookup_key(user), "n": amount, "now": now, "usage_cutoff": cutoff,
               "expires": hold[1] if hold else None}
     row = conn.execute(statement, params).first()
     if row is None:
         state = user_state(conn, user)
+        if state.past_due_since is not None and state.past_due_since <= cutoff:
+            raise overdue(user, state.past_due_since, policy)
         if state.credits is None:
             # Lock the row so this entry's balance_after cannot race a concurrent grant.
             balance_now, held = conn.execute(LOCK_USER, {"uid": state.id}).one()
@@ -380,7 +392,8 @@ def adjust(engine: Engine, user: str, delta: int, *, actor: str, reason: str, po
 
 def _remove(conn: Connection, user_id: str, amount: int, *, actor: str, now: datetime,
             policy: Policy, prefer_grant: int = NO_GRANT, **fields: Any) -> Posting:
-    taken = take(conn, user_id, amount, now=now, policy=policy, prefer_grant=prefer_grant)
+    taken = take(conn, user_id, amount, now=now, policy=policy, prefer_grant=prefer_grant,
+                 usage=False)
     if taken.unlimited:
         raise InvalidInput(f"user {user_id} is on an unlimited plan; their credits are not "
                            "spent, so there is nothing to remove")

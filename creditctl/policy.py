@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from creditctl.errors import InsufficientCredits
+from creditctl.errors import InsufficientCredits, PaymentOverdue
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class Policy:
     low_balance_threshold: int = 10
     welcome_grant: int = 5
     upgrade_hint: str = "ask an operator for a grant"
+    past_due_grace_days: int = 7
 
     @classmethod
     def from_settings(cls, settings: Any) -> Policy:
@@ -24,7 +26,12 @@ class Policy:
             low_balance_threshold=settings["credits.low_balance_threshold"],
             welcome_grant=settings["credits.welcome_grant"],
             upgrade_hint=settings["credits.upgrade_hint"],
+            past_due_grace_days=settings["billing.past_due_grace_days"],
         )
+
+    def usage_cutoff(self, now: datetime) -> datetime:
+        """Usage stops for a user whose payment has been overdue since before this moment."""
+        return now - timedelta(days=self.past_due_grace_days)
 
     def hint(self, user: str) -> str:
         return self.upgrade_hint.replace("{user}", user)
@@ -71,3 +78,11 @@ class Posting:
     hold_id: int | None = None
     grant_id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def overdue(user: str, since: datetime, policy: Policy) -> PaymentOverdue:
+    days = policy.past_due_grace_days
+    return PaymentOverdue(
+        f"usage is suspended: the subscription payment for {user} has failed since "
+        f"{since.astimezone().date().isoformat()} and the {days}-day grace period is over; "
+        f"update the payment method with `creditctl stripe portal {user}`", since=since)

@@ -96,6 +96,7 @@ KEYS: tuple[Key, ...] = (
     Key("webhooks.tolerance_seconds", "CREDITCTL_WEBHOOK_TOLERANCE", 300, _int(1, 86400)),
     Key("webhooks.max_body_bytes", "CREDITCTL_WEBHOOK_MAX_BODY", 262144, _int(1024, 10_000_000)),
     Key("webhooks.fetch_latest", "CREDITCTL_WEBHOOK_FETCH_LATEST", False, _bool),
+    Key("billing.past_due_grace_days", "CREDITCTL_PAST_DUE_GRACE_DAYS", 7, _int(0, 3650)),
     Key("daemon.host", "CREDITCTL_DAEMON_HOST", "127.0.0.1", _text),
     Key("daemon.port", "CREDITCTL_DAEMON_PORT", 8787, _int(1, 65535)),
 )

@@ -33,6 +33,7 @@ from db.models import SUBSCRIPTION_STATUSES, StripeRequest, Subscription
 subscriptions = Subscription.__table__
 stripe_requests = StripeRequest.__table__
 CREDITED = frozenset({"active", "trialing"})
+OVERDUE = frozenset({"past_due", "unpaid"})
 ENDED = frozenset({"canceled", "incomplete_expired"})
 
 
@@ -80,8 +81,23 @@ def apply_subscription_change(
                 price_id=price_id, cancel_at_period_end=cancel_at_period_end)
         _move_user(conn, user_id, previous, plan=plan, status=status, period_start=period_start,
                    period_end=period_end, ended_plan=ended_plan, actor=actor, now=now)
+    if fresh or paid:
+        _note_payment(conn, user_id, overdue=status in OVERDUE and not paid,
+                      since=stripe_created)
     user_plan = conn.execute(sa.select(users.c.plan).where(users.c.id == user_id)).scalar_one()
     return Applied(subscription_id, fresh, granted, user_plan)
+
+
+def _note_payment(conn: Connection, user_id: str, *, overdue: bool, since: datetime) -> None:
+    """Start the usage grace clock at the first failed payment; stop it once paid up."""
+    if overdue:
+        conn.execute(users.update().where(users.c.id == user_id,
+                                          users.c.past_due_since.is_(None))
+                     .values(past_due_since=since))
+    else:
+        conn.execute(users.update().where(users.c.id == user_id,
+                                          users.c.past_due_since.is_not(None))
+                     .values(past_due_since=None))
 
 
 def period_prefix(subscription_id: str, period_start: datetime) -> str:

@@ -69,6 +69,8 @@ class User(SQLModel, table=True):
     held: int = 0
     next_grant_expiry: datetime | None = None
     next_hold_expiry: datetime | None = None
+    past_due_since: datetime | None = Field(
+        default=None, description="when Stripe first reported the subscription unpaid")
     period_start: datetime | None = None
     period_end: datetime | None = None
     stripe_customer_id: str | None = Field(default=None, max_length=255, unique=True)

@@ -1,0 +1,68 @@
+"""A failed payment: usage goes on through the grace period, then stops until paid up."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from creditctl.account import account_view
+from creditctl.errors import PaymentOverdue
+from creditctl.ledger import adjust, deduct, run_write
+from creditctl.policy import Policy
+from creditctl.subscriptions import apply_subscription_change
+from creditctl.users import add_user
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+FAILED = START + timedelta(days=3)
+POLICY = Policy(past_due_grace_days=2)
+
+
+def _subscription(engine, status, created, paid=False):
+    run_write(engine, lambda conn: apply_subscription_change(
+        conn, user_id="u1", subscription_id="sub_1", customer_id="cus_1", plan="pro",
+        period_start=START, period_end=START + timedelta(days=30), status=status,
+        stripe_created=created, actor="evt", now=created, paid=paid))
+
+
+@pytest.fixture
+def overdue_user(engine):
+    add_user(engine, "u1@example.com", user_id="u1", actor="t", policy=POLICY, plan="free",
+             now=START - timedelta(days=1))
+    _subscription(engine, "active", START, paid=True)
+    _subscription(engine, "past_due", FAILED)
+    return engine
+
+
+def test_usage_continues_during_the_grace_period(overdue_user):
+    posting = deduct(overdue_user, "u1", 1, actor="t", policy=POLICY,
+                     now=FAILED + timedelta(days=1))
+    assert posting.amount == -1
+
+
+def test_usage_stops_after_the_grace_period_with_a_way_out(overdue_user):
+    later = FAILED + timedelta(days=2, seconds=1)
+    with pytest.raises(PaymentOverdue) as refused:
+        deduct(overdue_user, "u1", 1, actor="t", policy=POLICY, now=later)
+    assert refused.value.exit_code == 3
+    assert "grace period is over" in refused.value.message
+    assert "creditctl stripe portal u1" in refused.value.message
+    view = account_view(overdue_user, "u1", policy=POLICY, now=later)
+    assert any("usage is suspended" in w for w in view["warnings"])
+    # An operator's correction is not usage and still goes through.
+    assert adjust(overdue_user, "u1", -1, actor="op", reason="fix", policy=POLICY,
+                  now=later).amount == -1
+
+
+def test_a_paid_invoice_lifts_the_suspension(overdue_user):
+    later = FAILED + timedelta(days=5)
+    _subscription(overdue_user, "active", later, paid=True)
+    assert deduct(overdue_user, "u1", 1, actor="t", policy=POLICY, now=later).amount == -1
+
+
+def test_the_fast_path_refuses_an_overdue_user_too(overdue_user, database_url):
+    from creditctl import fastpath
+
+    database = fastpath.Database(database_url, 5000, lambda: overdue_user)
+    with pytest.raises(PaymentOverdue):
+        fastpath.deduct(database, "u1", 1, actor="t", policy=POLICY)
+    lenient = Policy(past_due_grace_days=3650)
+    assert fastpath.deduct(database, "u1", 1, actor="t", policy=lenient).amount == -1
