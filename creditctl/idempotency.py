@@ -53,9 +53,16 @@ def fingerprint(operation: str, *parts: object) -> str:
 
 
 def find_previous(conn: Connection, user_id: str, key: str | None, request: str) -> Row | None:
-    """The entry an earlier request with this key wrote, or None; a different request conflicts."""
+    """The entry an earlier request with this key wrote, or None; a different request conflicts.
+
+    The user's row is locked first: a duplicate that waited for the first request to commit
+    then sees its entry, instead of being refused by the balance the first one spent.
+    """
     if key is None:
         return None
+    from creditctl.ledger import LOCK_USER
+
+    conn.execute(LOCK_USER, {"uid": user_id})
     row = conn.execute(find_statement(), {"uid": user_id, "key": key}).first()
     if row is not None and row.request_hash != request:
         raise key_conflict(key, row.id)
