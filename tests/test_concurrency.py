@@ -75,3 +75,18 @@ def test_mixed_holds_and_deducts_never_oversell_or_leak(engine, database_url, tm
     assert holds.open_holds(engine, user="busy") == []
     assert (after.available, after.held) == (300 - spent_reported, 0)
     assert verify(engine)["ok"]
+
+
+def test_one_key_sent_by_eight_processes_at_once_is_spent_once(engine, database_url, tmp_path):
+    from creditctl.policy import Policy
+
+    empty_user(engine, Policy(), "retry", 100)
+    go = tmp_path / "go"
+    procs = start_workers([["keyed", database_url, "retry", str(go), "render-7",
+                            "fast" if i % 2 else "full"] for i in range(8)], go)
+    results = finish_workers(procs)
+    assert len({r["entry_id"] for r in results}) == 1
+    assert sorted(r["replayed"] for r in results) == [False] + [True] * 7
+    assert ledger_totals(engine, "retry")["deducts"] == 1
+    assert ledger.balance(engine, "retry").available == 95
+    assert verify(engine)["ok"]

@@ -82,6 +82,16 @@ def mixed(engine, user: str, count: int, seed: int) -> dict[str, int]:
     return done
 
 
+def keyed(engine, url: str, user: str, key: str, fast: bool) -> dict[str, object]:
+    """One deduct with a key every worker shares: only the first may write."""
+    if fast:
+        posting = fastpath.deduct(fastpath.Database(url, 30000, lambda: engine),
+                                  user, 5, actor="worker", policy=POLICY, ref="r", key=key)
+    else:
+        posting = ledger.deduct(engine, user, 5, actor="worker", policy=POLICY, ref="r", key=key)
+    return {"entry_id": posting.entry_id, "replayed": posting.replayed}
+
+
 def burst(engine, user: str) -> None:
     """Deduct and reserve until killed, reporting each commit."""
     rng = random.Random()
@@ -107,6 +117,8 @@ def main() -> None:
     wait_for(Path(go))
     if mode == "deduct":
         result = deducts(engine, url, user, int(sys.argv[5]), fast=sys.argv[6] == "fast")
+    elif mode == "keyed":
+        result = keyed(engine, url, user, sys.argv[5], fast=sys.argv[6] == "fast")
     elif mode == "mixed":
         result = mixed(engine, user, int(sys.argv[5]), seed=int(sys.argv[6]))
     else:
