@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from creditctl.errors import InvalidInput
 
-_INTEGER = re.compile(r"[+-]?\d+")
-_DURATION = re.compile(r"(\d+)\s*(s|sec|m|min|h|d)?")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DURATION = re.compile(r"([0-9]+)\s*(s|sec|m|min|h|d)?")
+_REFERENCE = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 MAX_TTL = timedelta(days=7)
@@ -56,6 +57,16 @@ def parse_delta(text: str | int, maximum: int) -> int:
         raise InvalidInput(f"delta {delta} is larger than the limit of {maximum} credits "
                            "(credits.max_amount)")
     return delta
+
+
+def parse_reference(text: str | None) -> str | None:
+    """A reference (render id, invoice id): 1-200 characters, no control characters."""
+    if text is None:
+        return None
+    if not _REFERENCE.fullmatch(text):
+        raise InvalidInput("reference must be 1 to 200 characters without control characters, "
+                           f"got {len(text)} characters")
+    return text
 
 
 def parse_duration(text: str) -> timedelta:

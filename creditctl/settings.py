@@ -7,6 +7,7 @@ once in `KEYS` with its type, default and environment variable.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -177,15 +178,18 @@ def mask(value: Any) -> str:
     return "<set>" if value else "<not set>"
 
 
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|sslpassword|pass)=)[^&]*")
+
+
 def mask_url(url: str) -> str:
-    """The database URL without its password."""
+    """The database URL without its password, in the user part or in the query."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return _QUERY_SECRET.sub(r"\1***", url)
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -210,6 +214,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
@@ -217,7 +223,10 @@ def _read_dotenv(path: Path) -> dict[str, str]:
         return {}
     from dotenv import dotenv_values
 
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    try:
+        return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(f".env file {path} cannot be read as UTF-8 text") from None
 
 
 def _config_path(flag: str | None, environ: Mapping[str, str]) -> Path | None:

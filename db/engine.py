@@ -127,7 +127,7 @@ def _is_unreachable(exc: sa.exc.OperationalError) -> bool:
 
 
 def _unreachable_message(engine: Engine, exc: sa.exc.OperationalError) -> str:
-    url = engine.url.render_as_string(hide_password=True)
+    url = mask_url(engine.url.render_as_string(hide_password=True))
     reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else "no answer"
     return (f"database {url} is unreachable ({reason}); check database.url "
             "or CREDITCTL_DATABASE_URL")

@@ -32,10 +32,18 @@ DEBUG_VARIABLE = "CREDITCTL_DEBUG"
 _PASS_THROUGH = (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt)
 
 
-def report(exc: BaseException) -> int:
-    """The one place an error becomes a line on stderr and an exit code."""
+def report(exc: BaseException, as_json: bool = False) -> int:
+    """The one place an error becomes a line on stderr and an exit code.
+
+    With --json the refusal is also data on stdout, so a script reading JSON sees why.
+    """
     if isinstance(exc, CreditctlError):
         sys.stderr.write(f"error: {exc.message}\n")
+        if as_json:
+            from creditctl.cli.output import emit_json
+
+            emit_json({"error": exc.message, "exit_code": exc.exit_code,
+                       "kind": type(exc).__name__, **exc.details})
         return exc.exit_code
     if os.environ.get(DEBUG_VARIABLE):
         import traceback
@@ -46,14 +54,32 @@ def report(exc: BaseException) -> int:
     return EXIT_UNEXPECTED
 
 
+def _usage_line(exc: typer.TyperException) -> int:
+    """Typer's usage errors as one line, like every other error."""
+    path = getattr(getattr(exc, "ctx", None), "command_path", "creditctl").split()
+    command = " ".join(["creditctl", *path[1:]])  # the program's name, however it was run
+    sys.stderr.write(f"error: {exc.format_message()} (see `{command} --help`)\n")
+    return exc.exit_code
+
+
+def _wants_json(ctx) -> bool:  # noqa: ANN001 - click's context
+    args = [*getattr(ctx, "_protected_args", []), *ctx.args]
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
+
+
 class CreditctlGroup(TyperGroup):
     def invoke(self, ctx):  # noqa: ANN001 - click's signature
+        as_json = _wants_json(ctx)
         try:
             return super().invoke(ctx)
+        except typer.TyperException as exc:
+            if getattr(exc, "exit_code", None) != 2 or type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            raise typer.Exit(_usage_line(exc)) from None
         except _PASS_THROUGH:
             raise
         except Exception as exc:  # noqa: BLE001 - every error is reported the same way
-            raise typer.Exit(report(exc)) from None
+            raise typer.Exit(report(exc, as_json)) from None
         finally:
             current().close()
 

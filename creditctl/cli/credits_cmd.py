@@ -70,11 +70,14 @@ def check_command(user: UserArg, amount: AmountArg, json: Json = False) -> None:
     result = balance(ctx.database, user)
     enough = result.unlimited or result.available >= needed
     warnings = result.warnings(ctx.policy)
-    if json:
-        emit_json(_balance_payload(result, warnings, needed=needed, ok=enough))
+    payload = _balance_payload(result, warnings, needed=needed, ok=enough)
     if not enough:
-        raise insufficient(user, result.available, needed, ctx.policy)
-    if not json:
+        refusal = insufficient(user, result.available, needed, ctx.policy)
+        refusal.details.update(payload)  # with --json, the refusal's data is this payload
+        raise refusal
+    if json:
+        emit_json(payload)
+    else:
         say(f"ok: {user} can spend {needed} (available "
             f"{'unlimited' if result.unlimited else result.available})")
     warn(warnings)
@@ -236,7 +239,7 @@ def reserve_command(
 
     ctx = current()
     credits = _amount(amount)
-    lifetime = parse_duration(ttl or ctx.settings["credits.hold_ttl"])
+    lifetime = parse_duration(ctx.settings["credits.hold_ttl"] if ttl is None else ttl)
     result = reserve(ctx.engine, user, credits, ttl=lifetime, actor=ctx.operator,
                      policy=ctx.policy, ref=ref, key=check_key(key))
     _print_hold(result, json)

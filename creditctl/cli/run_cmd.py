@@ -30,7 +30,7 @@ def run(
 
     ctx = current()
     credits = parse_amount(amount, ctx.settings["credits.max_amount"])
-    lifetime = parse_duration(ttl or ctx.settings["credits.hold_ttl"])
+    lifetime = parse_duration(ctx.settings["credits.hold_ttl"] if ttl is None else ttl)
     code = run_with_hold(ctx.engine, user, credits, command, ttl=lifetime, actor=ctx.operator,
                          policy=ctx.policy, ref=ref)
     raise typer.Exit(code)
