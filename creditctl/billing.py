@@ -543,8 +543,11 @@ def resume_subscription(engine: Engine, gateway: Gateway, user: str, *,
                         actor: str) -> dict[str, Any]:
     """Undo a pending cancel at period end; the subscription renews again."""
     row, subscription = current_subscription(engine, gateway, user)
-    if subscription.get("cancel_at_period_end"):
-        subscription = _set_cancel_at_period_end(engine, gateway, subscription["id"], False)
+    if subscription.get("status") == "canceled" or not subscription.get("cancel_at_period_end"):
+        raise Conflict(f"subscription {subscription['id']} ({subscription.get('status')}) has "
+                       "no pending cancel, so there is nothing to resume; a canceled "
+                       "subscription is restarted with `creditctl stripe checkout`")
+    subscription = _set_cancel_at_period_end(engine, gateway, subscription["id"], False)
     return _apply(engine, row, subscription, actor=actor, action="subscription.resume",
                   reason="resume: undo the pending cancel")
 

@@ -24,7 +24,6 @@ from sqlalchemy import func
 from sqlalchemy.engine import Connection, Row
 
 from creditctl.amounts import iso
-from creditctl.amounts import period_end as end_of_period
 from creditctl.errors import InvalidInput, UnknownUser
 from creditctl.ledger import LOCK_USER, add_grant
 from creditctl.tables import grants, plans, users
@@ -208,20 +207,13 @@ def _credits_unknown(conn: Connection, plan: str) -> bool:
 def _end_plan(conn: Connection, user_id: str, plan: str, *, actor: str, now: datetime) -> None:
     """The subscription ended: back to `plan` (the default), whose local period starts now."""
     from creditctl.plans import get_plan
-    from creditctl.users import local_period_key, start_local_period
+    from creditctl.users import start_local_period
 
     plan_row = get_plan(conn, plan)
     conn.execute(users.update().where(users.c.id == user_id)
                  .values(plan=plan, period_start=None, period_end=None))
-    # A period starting at this very moment was already granted (replayed in one transaction).
-    started = conn.execute(sa.select(grants.c.id).where(
-        grants.c.user_id == user_id,
-        grants.c.period_key == local_period_key(plan, now))).first()
-    if started is None:
-        start_local_period(conn, user_id, plan_row, start=now, actor=actor)
-    else:
-        conn.execute(users.update().where(users.c.id == user_id).values(
-            period_start=now, period_end=end_of_period(now, plan_row.interval)))
+    # A free period still running from before the subscription is resumed, not granted again.
+    start_local_period(conn, user_id, plan_row, start=now, actor=actor)
 
 
 # --- reading ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from creditctl.audit import record
 from creditctl.errors import DuplicateUser, InvalidInput
 from creditctl.ledger import Policy, add_grant, run_write, user_state
 from creditctl.plans import get_plan
-from creditctl.tables import users
+from creditctl.tables import grants, users
 from db.engine import read
 
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
@@ -57,8 +57,21 @@ def add_user(engine: Engine, email: str, *, actor: str, policy: Policy, plan: st
 
 def start_local_period(conn: Connection, user_id: str, plan_row: Row, *, start: datetime,
                        actor: str) -> None:
-    """Plans without a price (free) are renewed here, not by Stripe: grant one period's credits."""
+    """Plans without a price (free) are renewed here, not by Stripe: grant one period's credits.
+
+    A user coming back to the plan while an earlier period of it still runs (a paid
+    subscription that ended early) resumes that period instead of getting its credits twice.
+    """
     if plan_row.amount != 0 or plan_row.credits is None:
+        return
+    running = conn.execute(sa.select(grants.c.period_key, grants.c.expires_at).where(
+        grants.c.user_id == user_id, grants.c.source == "plan", grants.c.expires_at > start,
+        grants.c.period_key.startswith(f"{plan_row.name}:", autoescape=True),
+    ).order_by(grants.c.expires_at.desc())).first()
+    if running is not None:
+        conn.execute(users.update().where(users.c.id == user_id).values(
+            period_start=datetime.fromisoformat(running.period_key.split(":", 1)[1]),
+            period_end=running.expires_at))
         return
     end = period_end(start, plan_row.interval)
     conn.execute(users.update().where(users.c.id == user_id)

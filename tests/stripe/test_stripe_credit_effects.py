@@ -127,3 +127,19 @@ def test_a_late_invoice_for_an_ended_period_grants_nothing_that_outlives_it(engi
     assert late.granted == 0
     assert _plan_grants(engine) == []
     assert verify(engine)["ok"]
+
+
+def test_ending_early_resumes_the_running_free_period_instead_of_granting_it_again(engine,
+                                                                                   policy):
+    add_user(engine, "u1@example.com", user_id="u1", plan="free", actor="t", policy=policy,
+             now=NOW - timedelta(days=1))
+    _apply(engine, "pro", paid=True)
+    _apply(engine, "pro", status="canceled", created=NOW + timedelta(hours=1),
+           now=NOW + timedelta(hours=1), ended_plan="free")
+    with engine.connect() as conn:
+        free = conn.execute(sa.select(grants.c.amount).where(
+            grants.c.user_id == "u1", grants.c.period_key.like("free:%"))).scalars().all()
+    assert free == [100]
+    user = _user(engine)
+    assert (user.plan, user.period_start) == ("free", NOW - timedelta(days=1))
+    assert verify(engine)["ok"]

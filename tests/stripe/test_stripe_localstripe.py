@@ -101,6 +101,9 @@ def test_subscription_lifecycle(cli, engine, localstripe_env, localstripe_client
     resumed = _json(cli("subscriptions", "resume", "u3", "--json", env=localstripe_env))
     assert resumed["cancel_at_period_end"] is False
     assert localstripe_client.v1.subscriptions.retrieve(created.id).cancel_at_period_end is False
+    again = cli("subscriptions", "resume", "u3", env=localstripe_env)
+    assert again.exit_code == 5
+    assert "no pending cancel, so there is nothing to resume" in again.stderr
     account = _json(cli("account", "u3", "--json"))
     assert account["subscription"]["renews_at"] == remote["current_period_end"]
     text = _ok(cli("account", "u3"))
