@@ -113,6 +113,15 @@ def database_url(backend, tmp_path, request) -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def localstripe_server(tmp_path_factory) -> Iterator[str]:
+    """One localstripe for the whole session (Stripe and webhook tests); tests flush it."""
+    from servers import localstripe
+
+    with localstripe(Path(tmp_path_factory.mktemp("localstripe"))) as url:
+        yield url
+
+
 @pytest.fixture
 def engine(database_url):
     from db.engine import make_engine

@@ -6,60 +6,14 @@ before each test. The recorded-response server is fresh per test.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from recorded_stripe import API_KEY, RecordedStripe
 
 LOCALSTRIPE_KEY = "sk_test_localstripe_0123456789SECRET"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    request = urllib.request.Request(f"{url}/v1/customers",
-                                     headers={"Authorization": f"Bearer {LOCALSTRIPE_KEY}"})
-    try:
-        with urllib.request.urlopen(request, timeout=1) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
-@pytest.fixture(scope="session")
-def localstripe_server(tmp_path_factory) -> Iterator[str]:
-    """`localstripe --port N` as a subprocess for the whole session; yields its URL."""
-    port = _free_port()
-    log = Path(tmp_path_factory.mktemp("localstripe")) / "localstripe.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
-            stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not _answers(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"localstripe did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture

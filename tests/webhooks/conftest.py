@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,33 +24,13 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from servers import free_port, wait_for  # noqa: E402
 from webhook_helpers import SECRET  # noqa: E402
 
 from creditctl.webhooks import WebhookConfig  # noqa: E402
 
 PRO_PRICE = "price_pro_synced"
 LOCALSTRIPE_KEY = "sk_test_localstripe_webhooks_SECRET"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer: {log.read_text()[-3000:]}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -121,23 +99,6 @@ def gateway(api_base: str) -> Any:
 
     return Gateway(api_key="sk_test_stub_SECRET", api_version="2026-10-28.endive",
                    api_base=api_base)
-
-
-@pytest.fixture(scope="session")
-def localstripe_server(tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    log = Path(tmp_path_factory.mktemp("localstripe")) / "localstripe.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
-            stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{url}/js.stripe.com/v3/", process, log)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
