@@ -1,6 +1,6 @@
 """The daemon's jobs: plain functions that call one domain function each.
 
-Monthly resets, nightly reconciliation and the hold sweep join here in a later issue.
+Monthly resets and nightly reconciliation join here in a later issue.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import logging
 
 from sqlalchemy.engine import Engine
 
+from creditctl.holds import expire
 from creditctl.webhooks import WebhookConfig, replay
 
 log = logging.getLogger("creditctl.scheduler")
@@ -21,3 +22,11 @@ def retry_failed_webhooks(engine: Engine, config: WebhookConfig) -> int:
     if outcomes:
         log.info("retried %d failed webhook event(s): %d now pass", len(outcomes), fixed)
     return fixed
+
+
+def expire_holds(engine: Engine) -> int:
+    """Release holds past their time to live (reads already count them released)."""
+    swept = expire(engine)
+    if swept["entries"]:
+        log.info("swept %d user(s): %d entries", swept["users"], swept["entries"])
+    return swept["entries"]

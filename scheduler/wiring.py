@@ -20,6 +20,8 @@ def jobs(engine: Engine, config: WebhookConfig) -> list[tuple[str, Any, dict[str
     return [
         ("retry_failed_webhooks",
          lambda: job_functions.retry_failed_webhooks(engine, config), {"minutes": 5}),
+        # Safe on every replica: each user is swept under their row lock, once.
+        ("expire_holds", lambda: job_functions.expire_holds(engine), {"minutes": 1}),
     ]
 
 
