@@ -1,0 +1,38 @@
+"""`creditctl run` interrupted before its command starts: the command never runs, nothing held."""
+
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+from helpers import cli_env, creditctl_executable, new_user
+
+from creditctl import holds, ledger
+from creditctl.audit import verify
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_hold_is_being_taken(engine, policy, database_url, backend, tmp_path):
+    if backend != "sqlite":
+        pytest.skip("holds the SQLite write lock to keep `run` waiting inside its reserve")
+    new_user(engine, policy, "u1")
+    marker = tmp_path / "ran"
+    blocker = sqlite3.connect(database_url.split(":///", 1)[1], isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # `run` now waits for the lock inside reserve
+    process = subprocess.Popen(
+        [creditctl_executable(), "run", "u1", "5", "--", "touch", str(marker)],
+        env=cli_env(database_url, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(3)  # creditctl has started and is blocked on the lock
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert not marker.exists()
+    assert holds.open_holds(engine, user="u1") == []
+    assert ledger.balance(engine, "u1").available == 105
+    assert verify(engine)["ok"]
