@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from creditctl.cli.context import current
-from creditctl.cli.options import Json
+from creditctl.cli.options import Json, UserFilter
 from creditctl.cli.output import emit_json, note, table
 
 app = typer.Typer(help="The audit log and ledger verification.\n\n"
@@ -17,8 +17,7 @@ app = typer.Typer(help="The audit log and ledger verification.\n\n"
 
 @app.command("log")
 def log_command(
-    user: Annotated[str | None, typer.Option("--user", help="Only this user (id or email).")
-                    ] = None,
+    user: UserFilter = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10000)] = 100,
     json: Json = False,
 ) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from creditctl.cli.context import current
-from creditctl.cli.options import Json
+from creditctl.cli.options import Json, UserFilter
 from creditctl.cli.output import emit_json, note, table
 
 app = typer.Typer(help="List open holds; expire those past their time to live.\n\n"
@@ -17,8 +15,7 @@ app = typer.Typer(help="List open holds; expire those past their time to live.\n
 
 @app.command("list")
 def list_command(
-    user: Annotated[str | None, typer.Option("--user", help="Only this user (id or email).")
-                    ] = None,
+    user: UserFilter = None,
     json: Json = False,
 ) -> None:
     """Open holds, oldest first.

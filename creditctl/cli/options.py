@@ -8,6 +8,7 @@ import typer
 
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 UserArg = Annotated[str, typer.Argument(help="User id or email.", show_default=False)]
+UserFilter = Annotated[str | None, typer.Option("--user", help="Only this user (id or email).")]
 AmountArg = Annotated[str, typer.Argument(help="A positive whole number of credits.",
                                           show_default=False)]
 
