@@ -47,46 +47,60 @@ USER_METADATA = "creditctl_user_id"
 # --- idempotency keys for Stripe writes ---------------------------------------------------------
 
 def stripe_write(engine: Engine, kind: str, subject: str, params: Mapping[str, Any],
-                 send: Callable[[dict[str, Any], str], T]) -> T:
+                 send: Callable[[dict[str, Any], str], T], *,
+                 recorded: Callable[[Connection], T | None] | None = None,
+                 record: Callable[[Connection, T], object] | None = None) -> T:
     """Send one Stripe write under the key stored for this exact operation.
 
     The key outlives a crash or an unanswered request; it is dropped once Stripe has
     answered (or refused for good), so the next request of its kind gets a new one.
+    `record` stores the answer here in the transaction that drops the key, and `recorded`,
+    checked in the transaction that claims it, returns what an earlier writer stored: so
+    a second process never sends the same creation under a fresh key.
     """
     body = json.dumps(params, sort_keys=True, default=str)
     operation = f"{kind}:{subject}:{fingerprint(body)}"[:255]
-    key = _claim_key(engine, operation, kind)
+    key, earlier = _claim_key(engine, operation, kind, recorded)
+    if earlier is not None:
+        return earlier
     try:
         result = send(dict(params), key)
     except StripeFailure as exc:
         if not exc.details.get("ambiguous"):
             _drop_key(engine, operation)
         raise
-    _drop_key(engine, operation)
+    _drop_key(engine, operation, record=(lambda conn: record(conn, result)) if record else None)
     return result
 
 
-def _claim_key(engine: Engine, operation: str, kind: str) -> str:
+def _claim_key(engine: Engine, operation: str, kind: str,
+               recorded: Callable[[Connection], Any] | None) -> tuple[str | None, Any]:
     lookup = sa.select(stripe_requests.c.idempotency_key).where(
         stripe_requests.c.operation == operation)
     for _ in range(2):
         try:
             with write(engine) as conn:
+                earlier = recorded(conn) if recorded else None
+                if earlier is not None:
+                    return None, earlier
                 key = conn.execute(lookup).scalar()
                 if key is None:
                     key = f"creditctl-{kind}-{uuid.uuid4().hex}"
                     conn.execute(stripe_requests.insert().values(
                         operation=operation, idempotency_key=key, created_at=utcnow()))
-                return key
+                return key, None
         except sa.exc.IntegrityError:
             continue  # another process claimed the same operation first: use its key
     raise Conflict(f"could not claim an idempotency key for {operation}; try again")
 
 
-def _drop_key(engine: Engine, operation: str, *, prefix: bool = False) -> None:
+def _drop_key(engine: Engine, operation: str, *, prefix: bool = False,
+              record: Callable[[Connection], object] | None = None) -> None:
     match = (stripe_requests.c.operation.startswith(operation, autoescape=True) if prefix
              else stripe_requests.c.operation == operation)
     with write(engine) as conn:
+        if record is not None:
+            record(conn)
         conn.execute(stripe_requests.delete().where(match))
 
 
@@ -126,11 +140,20 @@ def ensure_customer(engine: Engine, gateway: Gateway, user: str) -> dict[str, An
         params = {"email": row.email, "metadata": {USER_METADATA: row.id}}
         if row.name:
             params["name"] = row.name
-        customer = stripe_write(engine, "customer.create", row.id, params,
-                                gateway.create_customer)
-        action = "created"
+        customer = stripe_write(
+            engine, "customer.create", row.id, params, gateway.create_customer,
+            recorded=lambda conn: _stored_customer(conn, row.id),
+            record=lambda conn, made: _store_customer(conn, row.id, made["id"]))
+        action = "stored" if customer.get("stored") else "created"
     stored = run_write(engine, lambda conn: _store_customer(conn, row.id, customer["id"]))
     return {"user_id": row.id, "customer_id": stored, "action": action}
+
+
+def _stored_customer(conn: Connection, user_id: str) -> dict[str, Any] | None:
+    """The customer another process recorded for this user meanwhile, if any."""
+    found = conn.execute(sa.select(users.c.stripe_customer_id)
+                         .where(users.c.id == user_id)).scalar()
+    return {"id": found, "stored": True} if found else None
 
 
 def _store_customer(conn: Connection, user_id: str, customer_id: str) -> str:
