@@ -184,6 +184,14 @@ def user_state(conn: Connection, user: str) -> Row:
     return row
 
 
+def current_user(conn: Connection, user: str, now: datetime) -> str:
+    """The user's id, with expired grants and holds swept first so balances printed are current."""
+    state = user_state(conn, user)
+    if needs_settling(state, now):
+        settle(conn, state.id, now=now)
+    return state.id
+
+
 def needs_settling(row: Row, now: datetime) -> bool:
     """True when a grant or hold of this user has expired and not yet been swept."""
     return any(moment is not None and moment <= now
@@ -346,7 +354,7 @@ def grant(engine: Engine, user: str, amount: int, *, actor: str, reason: str,
     request = fingerprint("grant", amount, source, iso(expires_at), reason)
 
     def operation(conn: Connection) -> Posting:
-        user_id = user_state(conn, user).id
+        user_id = current_user(conn, user, now)
         previous = find_previous(conn, user_id, key, request)
         if previous is not None:
             return replayed(previous, user_id)
@@ -371,7 +379,7 @@ def adjust(engine: Engine, user: str, delta: int, *, actor: str, reason: str, po
     request = fingerprint("adjust", delta, reason)
 
     def operation(conn: Connection) -> Posting:
-        user_id = user_state(conn, user).id
+        user_id = current_user(conn, user, now)
         previous = find_previous(conn, user_id, key, request)
         if previous is not None:
             return replayed(previous, user_id)
@@ -416,6 +424,7 @@ def reverse(engine: Engine, entry_id: int, *, actor: str, reason: str, policy: P
             raise NotFound(f"ledger entry {entry_id} does not exist; see "
                            "`creditctl credits history USER`")
         _check_reversible(conn, original)
+        current_user(conn, original.user_id, now)
         fields = {"description": f"reversal of entry {entry_id}: {reason}",
                   "reverses_entry_id": entry_id, "reference": original.reference}
         if original.amount < 0:
