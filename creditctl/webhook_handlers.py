@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -68,6 +68,10 @@ class Result:
 
 def processed(detail: str, user_id: str | None = None) -> Result:
     return Result("processed", detail, user_id)
+
+
+DEFERRED = "deferred: "
+PROVISIONAL = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def ignored(reason: str, user_id: str | None = None) -> Result:
@@ -288,6 +292,12 @@ def invoice_paid(ctx: EventContext) -> Result:
     if plan is None and recorded is not None and recorded.stripe_price_id == payloads.obj_id(
             paid.price):
         plan = recorded.plan
+    if plan is None and recorded is None:
+        # A dashboard price known only by id: the subscription's own event names its plan,
+        # and recording it re-runs this invoice (webhooks.revisit_deferred).
+        return ignored(f"{DEFERRED}price {payloads.obj_id(paid.price)} of invoice {iid} maps "
+                       f"to no plan until subscription {paid.subscription_id} is recorded",
+                       user_id)
     if plan is None:
         return ignored(f"price {payloads.obj_id(paid.price)} of invoice {iid} maps to no plan "
                        "(price id, lookup key, metadata.plan)", user_id)
@@ -333,7 +343,11 @@ def _grant_only(recorded: Row | None, created: datetime) -> datetime:
     (apply_subscription_change then only applies the period's credits). Before that, it
     records the subscription itself, so invoice.paid works before the subscription is known.
     """
-    if recorded is None or recorded.last_event_created is None:
+    if recorded is None:
+        # What the invoice records is provisional (status active, no pending cancel): as
+        # old as can be, so any real subscription event, however late, replaces it.
+        return PROVISIONAL
+    if recorded.last_event_created is None:
         return created
     return recorded.last_event_created - timedelta(seconds=1)
 

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +30,8 @@ from db.models import WebhookEvent
 
 webhook_events = WebhookEvent.__table__
 RETRYABLE = ("pending", "failed")
+SUBSCRIPTION_EVENTS = ("customer.subscription.created", "customer.subscription.updated")
+STUCK_AFTER = timedelta(minutes=1)  # a pending event this old lost its process: retry it
 MAX_ERROR_CHARS = 1000
 
 
@@ -181,9 +183,29 @@ def process(engine: Engine, event_id: str, config: WebhookConfig, *, force: bool
     claimable = ("pending", "failed", "processed", "ignored") if force else RETRYABLE
     try:
         with write(engine) as conn:
-            return _claim_and_handle(conn, event_id, claimable, config, now or utcnow())
+            outcome = _claim_and_handle(conn, event_id, claimable, config, now or utcnow())
     except Exception as exc:  # noqa: BLE001 - every handler failure is recorded and retried
         return _record_failure(engine, event_id, _error_text(exc), now or utcnow())
+    if outcome.ran and outcome.status == "processed" and outcome.type in SUBSCRIPTION_EVENTS:
+        revisit_deferred(engine, event_id, config, now=now)
+    return outcome
+
+
+def revisit_deferred(engine: Engine, event_id: str, config: WebhookConfig, *,
+                     now: datetime | None = None) -> list[Outcome]:
+    """Re-run invoices that waited for this event's subscription to name their plan."""
+    from creditctl.webhook_handlers import DEFERRED
+
+    with read(engine) as conn:
+        payload = conn.execute(sa.select(webhook_events.c.payload)
+                               .where(webhook_events.c.id == event_id)).scalar_one()
+        subscription_id = json.loads(payload)["data"]["object"]["id"]
+        waiting = conn.execute(sa.select(webhook_events.c.id).where(
+            webhook_events.c.status == "ignored",
+            webhook_events.c.ignored_reason.startswith(DEFERRED, autoescape=True),
+            webhook_events.c.payload.contains(f'"{subscription_id}"', autoescape=True),
+        ).order_by(webhook_events.c.stripe_created, webhook_events.c.id)).scalars().all()
+    return [process(engine, one, config, force=True, now=now) for one in waiting]
 
 
 def _claim_and_handle(conn: Connection, event_id: str, claimable: tuple[str, ...],
@@ -280,14 +302,18 @@ def last_received_at(conn: Connection) -> datetime | None:
 
 def replay(engine: Engine, config: WebhookConfig, *, event_id: str | None = None,
            failed: bool = False, since: datetime | None = None,
-           force: bool = False) -> list[Outcome]:
+           force: bool = False, now: datetime | None = None) -> list[Outcome]:
     """Re-run stored events (one, every failed one, or those received since a date), in order."""
     if event_id is not None:
         return [process(engine, event_id, config, force=force)]
     query = sa.select(webhook_events.c.id).order_by(webhook_events.c.stripe_created,
                                                     webhook_events.c.received_at)
     if failed:
-        query = query.where(webhook_events.c.status == "failed")
+        # Failed ones, and pending ones whose process died between storing and handling.
+        stuck = (now or utcnow()) - STUCK_AFTER
+        query = query.where(sa.or_(
+            webhook_events.c.status == "failed",
+            sa.and_(webhook_events.c.status == "pending", webhook_events.c.received_at < stuck)))
     if since is not None:
         query = query.where(webhook_events.c.received_at >= since)
     with read(engine) as conn:
