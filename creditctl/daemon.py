@@ -71,6 +71,9 @@ def _webhook_endpoint(engine: Engine, config: WebhookConfig) -> Any:
         except CreditctlError as exc:
             log.error("webhook not stored: %s", exc.message)
             return _json({"error": "database unavailable; retry"}, 503)
+        except Exception as exc:  # noqa: BLE001 - Stripe retries a 503; no traceback in logs
+            log.error("webhook not stored: unexpected %s", type(exc).__name__)
+            return _json({"error": "not stored; retry"}, 503)
         outcome = receipt.outcome
         log.info("webhook %s %s: %s%s", receipt.event_id, receipt.type, outcome.status,
                  "" if receipt.new else " (repeat delivery)")
@@ -98,6 +101,8 @@ def _health_endpoint(engine: Engine) -> Any:
             return _json(await run_in_threadpool(check))
         except CreditctlError as exc:
             return _json({"status": "unavailable", "database": exc.message}, 503)
+        except Exception as exc:  # noqa: BLE001 - a health check answers, it does not crash
+            return _json({"status": "unavailable", "database": type(exc).__name__}, 503)
 
     return healthz
 

@@ -32,17 +32,19 @@ def normalise_url(url: str) -> sa.URL:
     return parsed
 
 
-def make_engine(url: str, busy_timeout_ms: int = 30000, create: bool = True) -> Engine:
+def make_engine(url: str, busy_timeout_ms: int = 30000, create: bool = True,
+                long_lived: bool = False) -> Engine:
     """An engine for `url`; nothing is connected until first use.
 
     With create=False a missing SQLite file is an error instead of a new empty database,
-    so a mistyped path never leaves a stray file behind.
+    so a mistyped path never leaves a stray file behind. A long-lived process (the daemon)
+    checks pooled PostgreSQL connections before use, as the server may have dropped them.
     """
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, busy_timeout_ms, create)
     connect_args = {"connect_timeout": 5, "application_name": "creditctl"}
-    return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=False)
+    return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=long_lived)
 
 
 def _sqlite_engine(url: sa.URL, busy_timeout_ms: int, create: bool) -> Engine:
@@ -123,6 +125,9 @@ def _is_unreachable(exc: sa.exc.OperationalError) -> bool:
         "connection refused", "could not connect", "connection failed", "unable to open",
         "timeout expired", "does not exist", "no such host", "name or service not known",
         "password authentication failed", "could not translate host",
+        # a pooled connection the server dropped (restart, failover, terminated backend)
+        "terminating connection", "server closed the connection", "connection is closed",
+        "consuming input failed",
     ))
 
 

@@ -17,6 +17,7 @@ class AppContext:
     flags: dict[str, Any] = field(default_factory=dict)
     operator_flag: str | None = None
     create_database: bool = False  # only init and db upgrade may create a SQLite file
+    long_lived: bool = False  # the daemon: pooled connections are checked before use
 
     @cached_property
     def settings(self):
@@ -29,7 +30,7 @@ class AppContext:
         from db.engine import make_engine
 
         return make_engine(self.settings.database_url, self.settings["database.busy_timeout_ms"],
-                           create=self.create_database)
+                           create=self.create_database, long_lived=self.long_lived)
 
     @cached_property
     def database(self):

@@ -27,6 +27,7 @@ def daemon(
     from creditctl.daemon import run_daemon
 
     ctx = current()
+    ctx.long_lived = True
     run_daemon(ctx.settings, ctx.engine, host=host or ctx.settings["daemon.host"],
                port=port or ctx.settings["daemon.port"], http=not no_http,
                scheduler=not no_scheduler)
