@@ -31,12 +31,14 @@ class Gateway:
     api_version: str
     api_base: str
     page_size: int = 100
+    timeout_seconds: float = 80.0  # the SDK's own default
+    retries: int = MAX_NETWORK_RETRIES
     _client: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_settings(cls, settings: Any, page_size: int = 100) -> Gateway:
+    def from_settings(cls, settings: Any, page_size: int = 100, **limits: Any) -> Gateway:
         return cls(api_key=settings["stripe.api_key"], api_version=settings["stripe.api_version"],
-                   api_base=settings["stripe.api_base"], page_size=page_size)
+                   api_base=settings["stripe.api_base"], page_size=page_size, **limits)
 
     @property
     def v1(self) -> Any:
@@ -52,7 +54,8 @@ class Gateway:
 
         return stripe.StripeClient(self.api_key.strip(), stripe_version=self.api_version,
                                    base_addresses={"api": self.api_base.rstrip("/")},
-                                   max_network_retries=MAX_NETWORK_RETRIES)
+                                   max_network_retries=self.retries,
+                                   http_client=stripe.RequestsClient(timeout=self.timeout_seconds))
 
     # --- the calls ----------------------------------------------------------------------------
 

@@ -52,7 +52,9 @@ class WebhookConfig:
         if settings["stripe.api_key"].strip():
             from creditctl.stripe_gateway import Gateway
 
-            gateway = Gateway.from_settings(settings)
+            # Handlers may ask Stripe while they hold the event's transaction (and on SQLite
+            # the write lock): bound that wait well inside the 30 s other writers will wait.
+            gateway = Gateway.from_settings(settings, timeout_seconds=5.0, retries=1)
         return cls(secrets=tuple(settings["stripe.webhook_secret"]),
                    tolerance=settings["webhooks.tolerance_seconds"],
                    max_body_bytes=settings["webhooks.max_body_bytes"],

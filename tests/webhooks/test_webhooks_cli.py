@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from conftest import gateway
 from test_webhooks_receive import paid_invoice_event, plan_grants
 from webhook_helpers import SECRET, event, now_utc, signed
+from webhook_support import gateway
 
 from creditctl.webhooks import WebhookConfig, receive
 
@@ -92,3 +92,14 @@ def test_every_webhook_command_has_help_with_an_example(cli):
                     ["webhooks", "backfill"], ["daemon"]):
         result = cli(*command, "--help")
         assert result.exit_code == 0 and "Example:" in result.stdout, command
+
+
+def test_handlers_wait_on_stripe_for_a_bounded_time():
+    from creditctl.settings import load_settings
+    from creditctl.webhooks import WebhookConfig
+
+    settings = load_settings(environ={"STRIPE_API_KEY": "sk_test_x",
+                                      "STRIPE_WEBHOOK_SECRET": "whsec_x"})
+    bound = WebhookConfig.from_settings(settings).gateway
+    assert (bound.timeout_seconds, bound.retries) == (5.0, 1)
+    assert bound.timeout_seconds * (bound.retries + 1) < settings["database.busy_timeout_ms"] / 1000
