@@ -7,9 +7,6 @@ localstripe (a subprocess) or a small stub server answering GETs from canned obj
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import threading
 import urllib.error
@@ -24,13 +21,15 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from servers import free_port, wait_for  # noqa: E402
 from webhook_helpers import SECRET  # noqa: E402
+from webhook_support import (  # noqa: E402
+    LOCALSTRIPE_KEY,
+    PRO_PRICE,
+    Daemon,
+    register_webhook,
+)
 
 from creditctl.webhooks import WebhookConfig  # noqa: E402
-
-PRO_PRICE = "price_pro_synced"
-LOCALSTRIPE_KEY = "sk_test_localstripe_webhooks_SECRET"
 
 
 @pytest.fixture
@@ -94,13 +93,6 @@ def stub_stripe() -> Iterator[StubStripe]:
     server.stop()
 
 
-def gateway(api_base: str) -> Any:
-    from creditctl.stripe_gateway import Gateway
-
-    return Gateway(api_key="sk_test_stub_SECRET", api_version="2026-10-28.endive",
-                   api_base=api_base)
-
-
 @pytest.fixture
 def localstripe(localstripe_server) -> Iterator[str]:
     """The session's localstripe, emptied, with no webhook endpoint left registered."""
@@ -110,59 +102,11 @@ def localstripe(localstripe_server) -> Iterator[str]:
     register_webhook(localstripe_server, "creditctl", "http://127.0.0.1:9/", events=[])
 
 
-def register_webhook(localstripe_url: str, endpoint_id: str, url: str,
-                     events: list[str]) -> None:
-    body = json.dumps({"url": url, "secret": SECRET, "events": events}).encode()
-    request = urllib.request.Request(f"{localstripe_url}/_config/webhooks/{endpoint_id}",
-                                     data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(request, timeout=5).close()
-
-
 @pytest.fixture
 def localstripe_client(localstripe) -> Any:
     import stripe
 
     return stripe.StripeClient(LOCALSTRIPE_KEY, base_addresses={"api": localstripe})
-
-
-class Daemon:
-    """A `creditctl daemon` subprocess on a free loopback port."""
-
-    def __init__(self, database_url: str, cwd: Path, env: dict[str, str] | None = None) -> None:
-        from helpers import cli_env, creditctl_executable
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = cwd / f"daemon-{self.port}.log"
-        environment = cli_env(database_url, cwd, {"STRIPE_WEBHOOK_SECRET": SECRET,
-                                                  **(env or {})})
-        with self.log.open("wb") as output:
-            self.process = subprocess.Popen(
-                [creditctl_executable(), "daemon", "--host", "127.0.0.1", "--port",
-                 str(self.port), "--no-scheduler"],
-                cwd=cwd, env=environment, stdout=output, stderr=subprocess.STDOUT)
-        wait_for(f"{self.url}/healthz", self.process, self.log)
-
-    def post(self, body: bytes, header: str | None) -> tuple[int, dict[str, Any]]:
-        headers = {"Content-Type": "application/json"}
-        if header is not None:
-            headers["Stripe-Signature"] = header
-        request = urllib.request.Request(f"{self.url}/webhooks/stripe", data=body,
-                                         headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"{}")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=40)
-
-    def output(self) -> str:
-        return self.log.read_text()
 
 
 @pytest.fixture
@@ -171,6 +115,3 @@ def daemon(database_url, tmp_path) -> Iterator[Daemon]:
     yield running
     running.stop()
 
-
-def environment_without_stripe() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "CREDITCTL_"))}

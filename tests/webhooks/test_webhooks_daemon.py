@@ -8,10 +8,10 @@ import threading
 import time
 
 import pytest
-from conftest import Daemon
 from helpers import run_creditctl
 from test_webhooks_receive import paid_invoice_event, plan_grants, stored_count
 from webhook_helpers import SECRET, signed
+from webhook_support import Daemon
 
 from creditctl.audit import verify as audit_verify
 from creditctl.webhooks import show_event

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import LOCALSTRIPE_KEY, Daemon, register_webhook
 from test_webhooks_receive import plan_grants
+from webhook_support import LOCALSTRIPE_KEY, Daemon, register_webhook
 
 from creditctl.ledger import balance
 

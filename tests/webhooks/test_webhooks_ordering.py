@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import PRO_PRICE, gateway
 from test_webhooks_receive import plan_grants
 from webhook_helpers import (
     GENERATIONS,
@@ -21,6 +20,7 @@ from webhook_helpers import (
     signed,
     subscription,
 )
+from webhook_support import PRO_PRICE, gateway
 
 from creditctl.audit import verify as audit_verify
 from creditctl.ledger import balance

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import PRO_PRICE, gateway
 from helpers import snapshot
 from webhook_helpers import (
     OTHER_SECRET,
@@ -20,6 +19,7 @@ from webhook_helpers import (
     period,
     signed,
 )
+from webhook_support import PRO_PRICE, gateway
 
 from creditctl.audit import verify as audit_verify
 from creditctl.errors import InvalidEvent, InvalidSignature
