@@ -26,13 +26,13 @@ from creditctl.ledger import run_write, user_state
 from creditctl.plans import get_plan, load_plans
 from creditctl.settings import PlanSpec
 from creditctl.stripe_gateway import Gateway
+from creditctl.stripe_payloads import obj_id
 from creditctl.subscriptions import (
     ENDED,
     apply_stripe_subscription,
     from_stripe,
     local_subscriptions,
     plan_for_price,
-    stripe_id,
     stripe_requests,
     subscriptions,
 )
@@ -230,7 +230,7 @@ def _remote_plans(engine: Engine, gateway: Gateway,
 def _find_product(gateway: Gateway, spec: PlanSpec, row: Row | None,
                   price: dict[str, Any] | None) -> dict[str, Any] | None:
     """The plan's product: its price's, else the one recorded locally, else our fixed id."""
-    candidates = (stripe_id(price.get("product")) if price else None,
+    candidates = (obj_id(price.get("product")) if price else None,
                   row.stripe_product_id if row else None, product_id_for(spec))
     for product_id in dict.fromkeys(c for c in candidates if c):
         product = gateway.product(product_id)

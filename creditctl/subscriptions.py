@@ -16,7 +16,7 @@ sees a change first applies it, exactly once:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Row
 from creditctl.amounts import iso
 from creditctl.errors import InvalidInput, UnknownUser
 from creditctl.ledger import LOCK_USER, add_grant
+from creditctl.stripe_payloads import obj_id, price_fields, subscription_item_price, when
 from creditctl.tables import grants, plans, users
 from db.models import SUBSCRIPTION_STATUSES, StripeRequest, Subscription
 
@@ -258,39 +259,28 @@ def account_subscription(conn: Connection, user_id: str, plan_amount: int,
 
 # --- reading Stripe's objects -------------------------------------------------------------------
 
-def _when(value: Any) -> datetime | None:
-    return None if value in (None, "") else datetime.fromtimestamp(int(value), UTC)
-
-
-def stripe_id(value: Any) -> str | None:
-    """The id of a Stripe reference, whether it came expanded (an object) or not (an id)."""
-    return value.get("id") if isinstance(value, dict) else value
-
-
 def from_stripe(subscription: dict[str, Any]) -> dict[str, Any]:
     """The fields creditctl keeps from a Stripe subscription, for old and current API shapes.
 
     Before 2025-03-31 the period sat on the subscription; since then it is on its items.
     A legacy `plan` on the item stands in for its price.
     """
-    items = (subscription.get("items") or {}).get("data") or [{}]
-    item = items[0]
-    price = item.get("price") or item.get("plan") or {}
+    item = ((subscription.get("items") or {}).get("data") or [{}])[0]
+    price_id, lookup_key, price_plan, _ = price_fields(subscription_item_price(subscription))
     return {
         "subscription_id": subscription["id"],
-        "customer_id": stripe_id(subscription.get("customer")),
+        "customer_id": obj_id(subscription.get("customer")),
         "status": subscription.get("status"),
         "item_id": item.get("id"),
-        "price_id": stripe_id(price),
-        "lookup_key": price.get("lookup_key") if isinstance(price, dict) else None,
-        "price_plan": ((price.get("metadata") or {}).get("plan")
-                       if isinstance(price, dict) else None),
-        "period_start": _when(item.get("current_period_start")
-                              or subscription.get("current_period_start")),
-        "period_end": _when(item.get("current_period_end")
-                            or subscription.get("current_period_end")),
+        "price_id": price_id,
+        "lookup_key": lookup_key,
+        "price_plan": price_plan,
+        "period_start": when(item.get("current_period_start")
+                             or subscription.get("current_period_start")),
+        "period_end": when(item.get("current_period_end")
+                           or subscription.get("current_period_end")),
         "cancel_at_period_end": bool(subscription.get("cancel_at_period_end")),
-        "created": _when(subscription.get("created")),
+        "created": when(subscription.get("created")),
         "user_id_metadata": (subscription.get("metadata") or {}).get("creditctl_user_id"),
     }
 
