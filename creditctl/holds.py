@@ -46,7 +46,8 @@ _SETTLE_OPEN = (holds.update()
 _FIND_HOLD = sa.select(holds).where(holds.c.id == bindparam("hold_id"))
 _SET_HELD = (users.update().where(users.c.id == bindparam("uid"))
              .values(balance=users.c.balance + bindparam("back"),
-                     held=users.c.held - bindparam("funded")))
+                     held=users.c.held - bindparam("funded"))
+             .returning(users.c.balance, users.c.held))
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,8 @@ def _finish(conn: Connection, hold: Row, spend: int, status: str, *, actor: str,
             key: str | None, request: str, now: datetime) -> HoldResult:
     funded = _funded(conn, hold.id)
     back = return_allocations(conn, hold.id, keep=spend)
-    conn.execute(_SET_HELD, {"uid": hold.user_id, "back": back, "funded": funded})
-    balance_now, held = conn.execute(LOCK_USER, {"uid": hold.user_id}).one()
+    balance_now, held = conn.execute(
+        _SET_HELD, {"uid": hold.user_id, "back": back, "funded": funded}).one()
     keyed = {"idempotency_key": key, "request_hash": request if key else None}
     entry_id = None
     if status == "captured":
