@@ -27,13 +27,14 @@ WORKERS, ATTEMPTS, CREDITS = 8, 500, 2000
 
 
 def _prepare(url: str, credits: int, user_id: str = "bench") -> None:
-    from creditctl.ledger import grant
-    from creditctl.plans import load_plans
-    from creditctl.policy import Policy
-    from creditctl.settings import load_settings
-    from creditctl.users import add_user
-    from db.engine import make_engine
-    from db.migrate import upgrade
+    from creditctl.db.engine import make_engine
+    from creditctl.db.migrate import upgrade
+
+    from creditctl.accounts.plans import load_plans
+    from creditctl.accounts.users import add_user
+    from creditctl.config.settings import load_settings
+    from creditctl.ledger.corrections import grant
+    from creditctl.ledger.policy import Policy
 
     engine = make_engine(url)
     upgrade(engine)
@@ -54,10 +55,11 @@ def _rate(step, seconds: float = INPROCESS_SECONDS) -> float:
 
 def inprocess(url: str) -> tuple[float, float]:
     """Domain-layer deducts per second, and the raw driver's on a second user."""
+    from creditctl.db.engine import make_engine
+
     from bench import raw
-    from creditctl.ledger import deduct
-    from creditctl.policy import Policy
-    from db.engine import make_engine
+    from creditctl.ledger.policy import Policy
+    from creditctl.ledger.spending import deduct
 
     _add_bench_user(url, "rawuser")
     engine, policy = make_engine(url), Policy()
@@ -76,10 +78,11 @@ def inprocess(url: str) -> tuple[float, float]:
 
 
 def _add_bench_user(url: str, user_id: str) -> None:
-    from creditctl.ledger import grant
-    from creditctl.policy import Policy
-    from creditctl.users import add_user
-    from db.engine import make_engine
+    from creditctl.db.engine import make_engine
+
+    from creditctl.accounts.users import add_user
+    from creditctl.ledger.corrections import grant
+    from creditctl.ledger.policy import Policy
 
     engine = make_engine(url)
     add_user(engine, f"{user_id}@example.com", user_id=user_id, actor="bench",
@@ -89,10 +92,11 @@ def _add_bench_user(url: str, user_id: str) -> None:
 
 
 def _contend(url: str, user_id: str, attempts: int, results) -> None:
+    from creditctl.db.engine import make_engine
+
     from creditctl.errors import InsufficientCredits
-    from creditctl.ledger import deduct
-    from creditctl.policy import Policy
-    from db.engine import make_engine
+    from creditctl.ledger.policy import Policy
+    from creditctl.ledger.spending import deduct
 
     engine, policy, ok = make_engine(url), Policy(), 0
     for _ in range(attempts):
@@ -107,11 +111,13 @@ def _contend(url: str, user_id: str, attempts: int, results) -> None:
 
 def contention(url: str) -> dict:
     """8 processes deduct 1 credit 500 times each from one user holding 2,000."""
-    from creditctl.audit import verify
-    from creditctl.ledger import balance, grant
-    from creditctl.policy import Policy
-    from creditctl.users import add_user
-    from db.engine import make_engine
+    from creditctl.db.engine import make_engine
+
+    from creditctl.accounts.users import add_user
+    from creditctl.ledger.audit import verify
+    from creditctl.ledger.balances import balance
+    from creditctl.ledger.corrections import grant
+    from creditctl.ledger.policy import Policy
 
     engine = make_engine(url)
     add_user(engine, "contended@example.com", user_id="contended", actor="bench",
@@ -136,9 +142,10 @@ def contention(url: str) -> dict:
 
 
 def holds_rate(url: str) -> float:
-    from creditctl.holds import capture, reserve
-    from creditctl.policy import Policy
-    from db.engine import make_engine
+    from creditctl.db.engine import make_engine
+
+    from creditctl.ledger.holds import capture, reserve
+    from creditctl.ledger.policy import Policy
 
     engine, policy = make_engine(url), Policy()
 

@@ -26,13 +26,13 @@ PRICE = "price_bench_pro"
 
 def _prepare(url: str, users: int) -> None:
     import sqlalchemy as sa
+    from creditctl.db.engine import make_engine
+    from creditctl.db.migrate import upgrade
+    from creditctl.db.tables import users as users_table
 
-    from creditctl.ledger import run_write
-    from creditctl.plans import load_plans
-    from creditctl.settings import load_settings
-    from creditctl.tables import users as users_table
-    from db.engine import make_engine
-    from db.migrate import upgrade
+    from creditctl.accounts.plans import load_plans
+    from creditctl.config.settings import load_settings
+    from creditctl.ledger.transactions import run_write
 
     engine = make_engine(url)
     upgrade(engine)
@@ -42,7 +42,7 @@ def _prepare(url: str, users: int) -> None:
                      {"p": PRICE})
 
     def add(conn) -> None:
-        from creditctl.amounts import utcnow
+        from creditctl.clock import utcnow
 
         conn.execute(users_table.insert(), [
             {"id": f"u{i}", "email": f"u{i}@example.com", "email_key": f"u{i}@example.com",

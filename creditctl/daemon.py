@@ -28,7 +28,9 @@ from creditctl.errors import (
     InvalidInput,
     SchemaOutOfDate,
 )
-from creditctl.webhooks import WebhookConfig, last_received_at, receive
+from creditctl.webhooks.config import WebhookConfig
+from creditctl.webhooks.events import last_received_at
+from creditctl.webhooks.receive import receive
 
 log = logging.getLogger("creditctl.daemon")
 WEBHOOK_PATH = "/webhooks/stripe"
@@ -88,8 +90,8 @@ def _webhook_endpoint(engine: Engine, config: WebhookConfig) -> Any:
 def _health_endpoint(engine: Engine) -> Any:
     from starlette.concurrency import run_in_threadpool
 
-    from creditctl.amounts import iso
-    from db.engine import read
+    from creditctl.clock import iso
+    from creditctl.db.engine import read
 
     def check() -> dict[str, Any]:
         with read(engine) as conn:
@@ -119,7 +121,7 @@ def build_app(engine: Engine, config: WebhookConfig) -> Any:
 
 
 def _check_database(engine: Engine) -> None:
-    from db.engine import read
+    from creditctl.db.engine import read
 
     try:
         with read(engine) as conn:
@@ -160,7 +162,7 @@ def run_daemon(settings: Any, engine: Engine, *, host: str, port: int, http: boo
 
 
 def _start_scheduler(engine: Engine, config: WebhookConfig) -> Any:
-    from scheduler.wiring import start
+    from creditctl.scheduler.wiring import start
 
     return start(engine, config)
 

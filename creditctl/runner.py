@@ -11,8 +11,9 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 
 from creditctl.errors import HoldSettled, InsufficientCredits, InvalidInput
-from creditctl.holds import capture, release, reserve
-from creditctl.ledger import Policy, deduct
+from creditctl.ledger.holds import capture, release, reserve
+from creditctl.ledger.policy import Policy
+from creditctl.ledger.spending import deduct
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

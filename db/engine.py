@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
+from creditctl.config.masking import mask_url
 from creditctl.errors import DatabaseUnavailable, SchemaOutOfDate
-from creditctl.settings import mask_url
 
 READ_ONLY = "creditctl_read_only"
 

@@ -1,5 +1,4 @@
-"""The daemon's scheduled jobs (monthly resets, hold expiry, reconciliation) and their wiring.
+"""The daemon's jobs and their APScheduler wiring; installed as creditctl.scheduler."""
 
-Jobs are plain functions that call one domain function (`jobs.py`); `wiring.py` says
-when each runs under APScheduler inside `creditctl daemon`.
-"""
+if __name__ != "creditctl.scheduler":
+    raise ImportError("this package is creditctl.scheduler; import it as creditctl.scheduler")

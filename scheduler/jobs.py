@@ -9,8 +9,9 @@ import logging
 
 from sqlalchemy.engine import Engine
 
-from creditctl.holds import expire
-from creditctl.webhooks import WebhookConfig, replay
+from creditctl.ledger.holds import expire
+from creditctl.webhooks.config import WebhookConfig
+from creditctl.webhooks.processing import replay
 
 log = logging.getLogger("creditctl.scheduler")
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from creditctl.scheduler import jobs as job_functions
 from sqlalchemy.engine import Engine
 
-from creditctl.webhooks import WebhookConfig
-from scheduler import jobs as job_functions
+from creditctl.webhooks.config import WebhookConfig
 
 
 def jobs(engine: Engine, config: WebhookConfig) -> list[tuple[str, Any, dict[str, Any]]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from creditctl.settings import load_settings
+from creditctl.config.settings import load_settings
 
 PG_ADMIN_URL = os.environ.get("CREDITCTL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -51,9 +51,10 @@ def pg_url(database: str) -> str:
 
 
 def _prepare(url: str) -> None:
-    from creditctl.plans import load_plans
-    from db.engine import make_engine
-    from db.migrate import upgrade
+    from creditctl.db.engine import make_engine
+    from creditctl.db.migrate import upgrade
+
+    from creditctl.accounts.plans import load_plans
 
     engine = make_engine(url)
     try:
@@ -124,7 +125,7 @@ def localstripe_server(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture
 def engine(database_url):
-    from db.engine import make_engine
+    from creditctl.db.engine import make_engine
 
     engine = make_engine(database_url)
     yield engine
@@ -133,7 +134,7 @@ def engine(database_url):
 
 @pytest.fixture
 def policy():
-    from creditctl.ledger import Policy
+    from creditctl.ledger.policy import Policy
 
     return Policy.from_settings(load_settings(environ={}))
 

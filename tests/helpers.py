@@ -13,8 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from creditctl.ledger import Policy
-from creditctl.users import add_user
+from creditctl.accounts.users import add_user
+from creditctl.ledger.policy import Policy
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 1, 10, 12, 0, 0, tzinfo=UTC)
@@ -38,7 +38,7 @@ def new_user(engine, policy: Policy, user_id: str, *, plan: str = "free",
 def empty_user(engine, policy: Policy, user_id: str, credits: int, *,
                now: datetime | None = None) -> None:
     """A free-plan user holding exactly `credits` non-expiring credits."""
-    from creditctl.ledger import adjust, grant
+    from creditctl.ledger.corrections import adjust, grant
 
     new_user(engine, policy, user_id, now=now)
     adjust(engine, user_id, -105, actor="tester", reason="start empty", policy=policy, now=now)

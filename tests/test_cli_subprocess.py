@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 from helpers import cli_env, creditctl_executable, empty_user, one_error_line, run_creditctl
 
-from creditctl import ledger
-from creditctl.audit import verify
-from creditctl.policy import Policy
+from creditctl.ledger import balances
+from creditctl.ledger.audit import verify
+from creditctl.ledger.policy import Policy
 
 pytestmark = pytest.mark.slow
 
@@ -92,5 +92,5 @@ def test_eight_cli_processes_never_oversell(engine, database_url, tmp_path):
         out, _ = proc.communicate(timeout=300)
         codes.update(int(line) for line in out.split())
     assert codes == {0: CREDITS, 3: PROCESSES * CALLS - CREDITS}
-    assert ledger.balance(engine, "hot").available == 0
+    assert balances.balance(engine, "hot").available == 0
     assert verify(engine)["ok"]

@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 from helpers import empty_user, finish_workers, start_workers
 
-from creditctl import holds, ledger
-from creditctl.amounts import utcnow
-from creditctl.audit import verify
+from creditctl.clock import utcnow
+from creditctl.ledger import balances, holds
+from creditctl.ledger.audit import verify
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def ledger_totals(engine, user_id: str) -> dict[str, int]:
 
 
 def test_eight_processes_deduct_exactly_the_balance(engine, database_url, tmp_path):
-    from creditctl.policy import Policy
+    from creditctl.ledger.policy import Policy
 
     empty_user(engine, Policy(), "hot", 2000)
     go = tmp_path / "go"
@@ -42,7 +42,7 @@ def test_eight_processes_deduct_exactly_the_balance(engine, database_url, tmp_pa
     results = finish_workers(procs)
     assert sum(r["ok"] for r in results) == 2000
     assert sum(r["refused"] for r in results) == 2000
-    current = ledger.balance(engine, "hot")
+    current = balances.balance(engine, "hot")
     assert (current.available, current.held) == (0, 0)
     totals = ledger_totals(engine, "hot")
     assert (totals["deducts"], totals["deducted"]) == (2000, 2000)
@@ -51,7 +51,7 @@ def test_eight_processes_deduct_exactly_the_balance(engine, database_url, tmp_pa
 
 
 def test_mixed_holds_and_deducts_never_oversell_or_leak(engine, database_url, tmp_path):
-    from creditctl.policy import Policy
+    from creditctl.ledger.policy import Policy
 
     empty_user(engine, Policy(), "busy", 300)
     go = tmp_path / "go"
@@ -62,7 +62,7 @@ def test_mixed_holds_and_deducts_never_oversell_or_leak(engine, database_url, tm
     totals = ledger_totals(engine, "busy")
     assert totals["deducted"] + totals["captured"] == spent_reported
     assert sum(r["refused"] for r in results) > 0, "the workers never ran out: no contention"
-    now = ledger.balance(engine, "busy")
+    now = balances.balance(engine, "busy")
     # Every credit is spent, held, or available; none twice.
     assert spent_reported + now.held + now.available == totals["granted"] - 105
     assert now.held == totals["held_in_open_holds"]
@@ -71,14 +71,14 @@ def test_mixed_holds_and_deducts_never_oversell_or_leak(engine, database_url, tm
     assert len(holds.open_holds(engine, user="busy")) == left_open
     swept = holds.expire(engine, now=utcnow() + timedelta(minutes=11))
     assert swept["entries"] >= left_open
-    after = ledger.balance(engine, "busy", now=utcnow() + timedelta(minutes=11))
+    after = balances.balance(engine, "busy", now=utcnow() + timedelta(minutes=11))
     assert holds.open_holds(engine, user="busy") == []
     assert (after.available, after.held) == (300 - spent_reported, 0)
     assert verify(engine)["ok"]
 
 
 def test_one_key_sent_by_eight_processes_at_once_is_spent_once(engine, database_url, tmp_path):
-    from creditctl.policy import Policy
+    from creditctl.ledger.policy import Policy
 
     empty_user(engine, Policy(), "retry", 100)
     go = tmp_path / "go"
@@ -88,5 +88,5 @@ def test_one_key_sent_by_eight_processes_at_once_is_spent_once(engine, database_
     assert len({r["entry_id"] for r in results}) == 1
     assert sorted(r["replayed"] for r in results) == [False] + [True] * 7
     assert ledger_totals(engine, "retry")["deducts"] == 1
-    assert ledger.balance(engine, "retry").available == 95
+    assert balances.balance(engine, "retry").available == 95
     assert verify(engine)["ok"]

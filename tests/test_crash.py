@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from helpers import empty_user, start_workers
 
-from creditctl import holds, ledger
-from creditctl.amounts import utcnow
-from creditctl.audit import verify
-from creditctl.policy import Policy
+from creditctl.clock import utcnow
+from creditctl.ledger import balances, holds
+from creditctl.ledger.audit import verify
+from creditctl.ledger.policy import Policy
 
 pytestmark = pytest.mark.slow
 WORKERS = 6
@@ -71,14 +71,14 @@ def test_sigkill_mid_burst_loses_no_credit(engine, database_url, tmp_path):
     held_now = dict(allocated).get("open", 0)
 
     spent = _spent(engine)
-    current = ledger.balance(engine, "victim")
+    current = balances.balance(engine, "victim")
     assert current.held == held_now
     assert spent + current.held + current.available == CREDITS
 
     # The dead workers' open holds come back once their time to live has passed.
     later = utcnow() + timedelta(minutes=2)
     holds.expire(engine, now=later)
-    after = ledger.balance(engine, "victim", now=later)
+    after = balances.balance(engine, "victim", now=later)
     assert holds.open_holds(engine, user="victim") == []
     assert (after.held, after.available) == (0, CREDITS - spent)
     assert verify(engine)["ok"]

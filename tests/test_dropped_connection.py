@@ -2,9 +2,9 @@
 
 import pytest
 import sqlalchemy as sa
+from creditctl.db.engine import make_engine, read
 
 from creditctl.errors import DatabaseUnavailable
-from db.engine import make_engine, read
 
 
 def _terminate_own_backends(url):

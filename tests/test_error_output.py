@@ -4,7 +4,8 @@ import json
 
 from helpers import new_user, one_error_line, snapshot
 
-from creditctl.settings import load_settings, mask_url
+from creditctl.config.masking import mask_url
+from creditctl.config.settings import load_settings
 
 
 def test_a_refused_deduct_under_json_says_why_on_stdout(cli, engine, policy):

@@ -1,16 +1,16 @@
 """The bare-driver fast path: same SQL as the ledger, same results, steps aside when unsure."""
 
-from creditctl import fastpath, fastsql_build
-from creditctl.audit import verify
-from creditctl.ledger import balance as full_balance
-from creditctl.ledger import history
-from creditctl.users import add_user
+from creditctl.accounts.users import add_user
+from creditctl.ledger import fastpath, fastsql_build
+from creditctl.ledger.audit import verify
+from creditctl.ledger.balances import balance as full_balance
+from creditctl.ledger.history import history
 
 
 def test_rendered_statements_are_current():
     with open(fastsql_build.TARGET) as handle:
         assert handle.read() == fastsql_build.source(), (
-            "creditctl/_fastsql.py is stale: run python -m creditctl.fastsql_build")
+            "creditctl/ledger/_fastsql.py is stale: run python -m creditctl.ledger.fastsql_build")
 
 
 def _database(engine, database_url):

@@ -9,9 +9,9 @@ import pytest
 from freezegun import freeze_time
 from helpers import T0, new_user, one_error_line, snapshot
 
-from creditctl import holds, ledger
-from creditctl.audit import verify
 from creditctl.errors import HoldSettled, InsufficientCredits, InvalidInput, NotFound
+from creditctl.ledger import balances, corrections, holds
+from creditctl.ledger.audit import verify
 
 
 def reserve(cli, *args: str) -> dict:
@@ -204,20 +204,20 @@ def test_expiry_sweep_in_the_domain_returns_credits_to_their_grants(engine, poli
     assert holds.expire(engine, now=T0 + timedelta(minutes=5)) == {"users": 1, "entries": 1}
     with pytest.raises(HoldSettled, match="already expired"):
         holds.capture(engine, hold.hold_id, actor="op", now=T0 + timedelta(minutes=6))
-    assert ledger.balance(engine, "u1", now=T0 + timedelta(minutes=6)).available == 105
+    assert balances.balance(engine, "u1", now=T0 + timedelta(minutes=6)).available == 105
     assert verify(engine)["ok"]
 
 
 def test_hold_taken_from_a_grant_that_lapses_meanwhile(engine, policy):
     """Credits captured from an expiring grant are spent; the rest expire with the grant."""
     new_user(engine, policy, "u1", now=T0)
-    ledger.adjust(engine, "u1", -105, actor="op", reason="empty", policy=policy, now=T0)
-    ledger.grant(engine, "u1", 10, actor="op", reason="promo", now=T0,
+    corrections.adjust(engine, "u1", -105, actor="op", reason="empty", policy=policy, now=T0)
+    corrections.grant(engine, "u1", 10, actor="op", reason="promo", now=T0,
                  expires_at=T0 + timedelta(minutes=10))
     hold = holds.reserve(engine, "u1", 10, ttl=timedelta(minutes=30), actor="op",
                          policy=policy, now=T0)
     later = T0 + timedelta(minutes=20)
-    assert ledger.balance(engine, "u1", now=later).available == 0
+    assert balances.balance(engine, "u1", now=later).available == 0
     result = holds.capture(engine, hold.hold_id, 4, actor="op", now=later)
     assert (result.available, result.held) == (0, 0)
     assert verify(engine)["ok"]

@@ -5,10 +5,12 @@ from datetime import timedelta
 
 import pytest
 
-from creditctl.audit import verify
-from creditctl.holds import capture, release, reserve
-from creditctl.ledger import adjust, balance, deduct
-from creditctl.users import add_user
+from creditctl.accounts.users import add_user
+from creditctl.ledger.audit import verify
+from creditctl.ledger.balances import balance
+from creditctl.ledger.corrections import adjust
+from creditctl.ledger.holds import capture, release, reserve
+from creditctl.ledger.spending import deduct
 
 COPIES = 4
 

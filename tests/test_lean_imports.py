@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from helpers import cli_env, new_user
 
-from creditctl.holds import reserve
+from creditctl.ledger.holds import reserve
 
 HEAVY = ("stripe", "apscheduler", "starlette", "fastapi", "uvicorn", "aiohttp")
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from creditctl.db.tables import entries, grants
 from helpers import T0, new_user
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -28,8 +29,6 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from creditctl import holds, ledger
-from creditctl.audit import verify
 from creditctl.errors import (
     AlreadyReversed,
     Conflict,
@@ -37,7 +36,8 @@ from creditctl.errors import (
     InsufficientCredits,
     InvalidInput,
 )
-from creditctl.tables import entries, grants
+from creditctl.ledger import balances, corrections, holds, lookup, spending
+from creditctl.ledger.audit import verify
 
 _users = itertools.count()
 STEPS = [timedelta(minutes=m) for m in (1, 20, 60, 5 * 60, 24 * 60, 10 * 24 * 60, 25 * 24 * 60)]
@@ -159,7 +159,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def grant(self, amount: int, lifetime: timedelta | None) -> None:
         expires_at = None if lifetime is None else self.model.now + lifetime
         self._before()
-        posting = ledger.grant(self.engine, self.user, amount, actor="model", reason="model",
+        posting = corrections.grant(self.engine, self.user, amount, actor="model", reason="model",
                                expires_at=expires_at, now=self.model.now)
         self.model.grants[posting.grant_id] = ModelGrant(amount, expires_at)
         self.entries[posting.entry_id] = ModelEntry(amount, posting.grant_id, reversible=True)
@@ -186,14 +186,14 @@ class LedgerMachine(RuleBasedStateMachine):
             assert posting.balance_after == self.model.available
             self.entries[posting.entry_id] = ModelEntry(-amount, None, reversible=True)
 
-        self._spend(amount, lambda: ledger.deduct(self.engine, self.user, amount, actor="model",
+        self._spend(amount, lambda: spending.deduct(self.engine, self.user, amount, actor="model",
                                                   policy=self.policy, now=self.model.now),
                     record)
 
     @rule(delta=st.integers(-60, 60).filter(bool))
     def adjust(self, delta: int) -> None:
         def call():
-            return ledger.adjust(self.engine, self.user, delta, actor="model", reason="model",
+            return corrections.adjust(self.engine, self.user, delta, actor="model", reason="model",
                                  policy=self.policy, now=self.model.now)
 
         if delta < 0:
@@ -215,7 +215,7 @@ class LedgerMachine(RuleBasedStateMachine):
         entry = self.entries[entry_id]
 
         def call():
-            return ledger.reverse(self.engine, entry_id, actor="model", reason="model",
+            return corrections.reverse(self.engine, entry_id, actor="model", reason="model",
                                   policy=self.policy, now=self.model.now)
 
         if not entry.reversible or entry.reversed:
@@ -313,7 +313,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule()
     def read_balance(self) -> None:
-        current = ledger.balance(self.engine, self.user, now=self.model.now)
+        current = balances.balance(self.engine, self.user, now=self.model.now)
         self.model.settle()
         assert (current.available, current.held) == (self.model.available, self.model.held)
 
@@ -330,10 +330,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def matches_model_when_settled(self) -> None:
         with self.engine.connect() as conn:
-            row = ledger.user_state(conn, self.user)
+            row = lookup.user_state(conn, self.user)
             remaining = dict(conn.execute(sa.text(
                 "SELECT id, remaining FROM grants WHERE user_id = :u"), {"u": self.user}).all())
-        if ledger.needs_settling(row, self.model.now):
+        if lookup.needs_settling(row, self.model.now):
             return  # an expired grant or hold awaits the sweep; the next read settles it
         self.model.settle()
         assert (row.balance, row.held) == (self.model.available, self.model.held)

@@ -4,12 +4,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from creditctl.account import account_view
+from creditctl.accounts.account_view import account_view
+from creditctl.accounts.users import add_user
+from creditctl.billing.subscriptions import apply_subscription_change
 from creditctl.errors import PaymentOverdue
-from creditctl.ledger import adjust, deduct, run_write
-from creditctl.policy import Policy
-from creditctl.subscriptions import apply_subscription_change
-from creditctl.users import add_user
+from creditctl.ledger.corrections import adjust
+from creditctl.ledger.policy import Policy
+from creditctl.ledger.spending import deduct
+from creditctl.ledger.transactions import run_write
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 FAILED = START + timedelta(days=3)
@@ -59,7 +61,7 @@ def test_a_paid_invoice_lifts_the_suspension(overdue_user):
 
 
 def test_the_fast_path_refuses_an_overdue_user_too(overdue_user, database_url):
-    from creditctl import fastpath
+    from creditctl.ledger import fastpath
 
     database = fastpath.Database(database_url, 5000, lambda: overdue_user)
     with pytest.raises(PaymentOverdue):

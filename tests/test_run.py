@@ -13,9 +13,9 @@ from datetime import timedelta
 import pytest
 from helpers import cli_env, creditctl_executable, new_user, one_error_line, run_creditctl
 
-from creditctl import holds, ledger
-from creditctl.amounts import utcnow
-from creditctl.audit import verify
+from creditctl.clock import utcnow
+from creditctl.ledger import balances, history, holds
+from creditctl.ledger.audit import verify
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def user(engine, policy):
 
 def entries_of(engine, types=("hold", "capture", "release", "usage")) -> list[tuple]:
     return [(e["type"], e["amount"], e["quantity"], e["reference"])
-            for e in ledger.history(engine, "u1") if e["type"] in types]
+            for e in history.history(engine, "u1") if e["type"] in types]
 
 
 def test_command_that_succeeds_is_charged(user, engine, database_url, tmp_path):
@@ -36,7 +36,7 @@ def test_command_that_succeeds_is_charged(user, engine, database_url, tmp_path):
                            database_url=database_url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert entries_of(engine) == [("hold", -5, 5, "render-1"), ("capture", 0, 5, "render-1")]
-    assert ledger.balance(engine, "u1").available == 100
+    assert balances.balance(engine, "u1").available == 100
     assert holds.open_holds(engine) == []
 
 
@@ -46,7 +46,7 @@ def test_command_output_and_exit_code_pass_through(user, engine, database_url, t
                            database_url=database_url, cwd=tmp_path)
     assert (result.returncode, result.stdout) == (7, "rendered\n")
     assert "warn" in result.stderr
-    assert ledger.balance(engine, "u1").available == 105
+    assert balances.balance(engine, "u1").available == 105
 
 
 def test_command_that_fails_is_not_charged(user, engine, database_url, tmp_path):
@@ -54,7 +54,7 @@ def test_command_that_fails_is_not_charged(user, engine, database_url, tmp_path)
                            cwd=tmp_path)
     assert result.returncode == 1
     assert entries_of(engine) == [("hold", -5, 5, None), ("release", 5, 0, None)]
-    assert (ledger.balance(engine, "u1").available, ledger.balance(engine, "u1").held) == (105, 0)
+    assert (balances.balance(engine, "u1").available, balances.balance(engine, "u1").held) == (105, 0)
 
 
 def test_refused_run_does_not_start_the_command(user, engine, database_url, tmp_path):
@@ -73,7 +73,7 @@ def test_missing_program_is_not_charged(user, engine, database_url, tmp_path):
                            database_url=database_url, cwd=tmp_path)
     assert result.returncode == 2
     assert "nothing was charged" in one_error_line(result.stderr)
-    assert ledger.balance(engine, "u1").available == 105
+    assert balances.balance(engine, "u1").available == 105
     assert holds.open_holds(engine) == []
 
 
@@ -99,12 +99,12 @@ def _start_run(database_url, tmp_path, child: str, *extra: str) -> subprocess.Po
 
 def test_sigterm_is_forwarded_and_the_hold_released(user, engine, database_url, tmp_path):
     proc = _start_run(database_url, tmp_path, "STARTED; exec sleep 60")
-    assert ledger.balance(engine, "u1").held == 5
+    assert balances.balance(engine, "u1").held == 5
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert entries_of(engine) == [("hold", -5, 5, None), ("release", 5, 0, None)]
-    assert ledger.balance(engine, "u1").available == 105
+    assert balances.balance(engine, "u1").available == 105
     assert verify(engine)["ok"]
 
 
@@ -116,7 +116,7 @@ def test_interrupted_child_that_exits_by_itself_is_not_charged(user, engine, dat
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
     assert proc.returncode == code
-    assert ledger.balance(engine, "u1").available == 105
+    assert balances.balance(engine, "u1").available == 105
     assert holds.open_holds(engine) == []
 
 
@@ -128,11 +128,11 @@ def test_sigkilled_owner_hold_comes_back_after_its_ttl(user, engine, database_ur
     proc.stdout.close()
     proc.stderr.close()
     (hold,) = holds.open_holds(engine, user="u1")
-    assert (hold["amount"], ledger.balance(engine, "u1").held) == (5, 5)
+    assert (hold["amount"], balances.balance(engine, "u1").held) == (5, 5)
     before_ttl = utcnow() + timedelta(minutes=1)
-    assert ledger.balance(engine, "u1", now=before_ttl).available == 100
+    assert balances.balance(engine, "u1", now=before_ttl).available == 100
     after_ttl = utcnow() + timedelta(minutes=2, seconds=1)
-    current = ledger.balance(engine, "u1", now=after_ttl)
+    current = balances.balance(engine, "u1", now=after_ttl)
     assert (current.available, current.held) == (105, 0)
     assert entries_of(engine)[-1] == ("release", 5, 0, None)
     assert verify(engine)["ok"]
@@ -143,7 +143,7 @@ def test_hold_that_expires_while_the_command_runs_is_charged_once(user, engine, 
     result = run_creditctl("run", "u1", "5", "--ttl", "1s", "--ref", "slow", "--", "sleep",
                            "1.5", database_url=database_url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert ledger.balance(engine, "u1").available == 100
+    assert balances.balance(engine, "u1").available == 100
     usage = [e for e in entries_of(engine) if e[0] in ("usage", "capture")]
     assert usage == [("usage", -5, 5, "slow")]
     assert verify(engine)["ok"]
@@ -165,7 +165,7 @@ def test_signal_ignored_at_start_stays_ignored(user, engine, database_url, tmp_p
     proc.send_signal(signal.SIGHUP)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert ledger.balance(engine, "u1").available == 100
+    assert balances.balance(engine, "u1").available == 100
 
 
 def test_run_json_free_output_and_account_afterwards(user, engine, database_url, tmp_path):

@@ -8,8 +8,8 @@ import time
 import pytest
 from helpers import cli_env, creditctl_executable, new_user
 
-from creditctl import holds, ledger
-from creditctl.audit import verify
+from creditctl.ledger import balances, holds
+from creditctl.ledger.audit import verify
 
 
 @pytest.mark.slow
@@ -34,5 +34,5 @@ def test_sigterm_while_the_hold_is_being_taken(engine, policy, database_url, bac
     assert process.returncode == 143, stderr
     assert not marker.exists()
     assert holds.open_holds(engine, user="u1") == []
-    assert ledger.balance(engine, "u1").available == 105
+    assert balances.balance(engine, "u1").available == 105
     assert verify(engine)["ok"]

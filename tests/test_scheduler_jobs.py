@@ -2,13 +2,13 @@
 
 from datetime import timedelta
 
+from creditctl.scheduler import jobs, wiring
 from freezegun import freeze_time
 
-from creditctl.holds import open_holds, reserve
-from creditctl.ledger import balance
-from creditctl.users import add_user
-from creditctl.webhooks import WebhookConfig
-from scheduler import jobs, wiring
+from creditctl.accounts.users import add_user
+from creditctl.ledger.balances import balance
+from creditctl.ledger.holds import open_holds, reserve
+from creditctl.webhooks.config import WebhookConfig
 
 
 def test_the_daemon_schedules_the_hold_sweep_and_webhook_retries(engine):

@@ -9,9 +9,8 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from creditctl.db.models import metadata
 from helpers import new_user
-
-from db.models import metadata
 
 NOW = "'2026-01-10 12:00:00'"
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from helpers import one_error_line
 
+from creditctl.config.settings import load_settings
 from creditctl.errors import ConfigError
-from creditctl.settings import load_settings
 
 SECRET = "sk_test_TOPSECRET_51Hx"
 HOOK_SECRET = "whsec_ALSOSECRET_9"

@@ -3,9 +3,11 @@ what the user can spend."""
 
 from datetime import UTC, datetime, timedelta
 
-from creditctl.audit import verify
-from creditctl.ledger import adjust, balance, grant, history
-from creditctl.users import add_user
+from creditctl.accounts.users import add_user
+from creditctl.ledger.audit import verify
+from creditctl.ledger.balances import balance
+from creditctl.ledger.corrections import adjust, grant
+from creditctl.ledger.history import history
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 LATER = START + timedelta(days=40)  # the free period's 100 credits have lapsed

@@ -14,10 +14,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from creditctl import fastpath, holds, ledger
+from creditctl.db.engine import make_engine
+
 from creditctl.errors import HoldSettled, InsufficientCredits
-from creditctl.policy import Policy
-from db.engine import make_engine
+from creditctl.ledger import fastpath, holds, spending
+from creditctl.ledger.policy import Policy
 
 POLICY = Policy()
 
@@ -42,7 +43,7 @@ def deducts(engine, url: str, user: str, count: int, fast: bool) -> dict[str, in
             if fast:
                 fastpath.deduct(database, user, 1, actor="worker", policy=POLICY)
             else:
-                ledger.deduct(engine, user, 1, actor="worker", policy=POLICY)
+                spending.deduct(engine, user, 1, actor="worker", policy=POLICY)
             done["ok"] += 1
         except InsufficientCredits:
             done["refused"] += 1
@@ -60,7 +61,7 @@ def mixed(engine, user: str, count: int, seed: int) -> dict[str, int]:
             if choice < 0.35 or not open_holds:
                 amount = rng.randint(1, 3)
                 if rng.random() < 0.5:
-                    ledger.deduct(engine, user, amount, actor="worker", policy=POLICY)
+                    spending.deduct(engine, user, amount, actor="worker", policy=POLICY)
                     done["deducted"] += amount
                 else:
                     hold = holds.reserve(engine, user, amount, ttl=timedelta(minutes=10),
@@ -88,7 +89,7 @@ def keyed(engine, url: str, user: str, key: str, fast: bool) -> dict[str, object
         posting = fastpath.deduct(fastpath.Database(url, 30000, lambda: engine),
                                   user, 5, actor="worker", policy=POLICY, ref="r", key=key)
     else:
-        posting = ledger.deduct(engine, user, 5, actor="worker", policy=POLICY, ref="r", key=key)
+        posting = spending.deduct(engine, user, 5, actor="worker", policy=POLICY, ref="r", key=key)
     return {"entry_id": posting.entry_id, "replayed": posting.replayed}
 
 
@@ -98,7 +99,7 @@ def burst(engine, user: str) -> None:
     while True:
         try:
             if rng.random() < 0.5:
-                ledger.deduct(engine, user, 1, actor="worker", policy=POLICY)
+                spending.deduct(engine, user, 1, actor="worker", policy=POLICY)
                 report("deducted", 1)
             else:
                 hold = holds.reserve(engine, user, 2, ttl=timedelta(minutes=1), actor="worker",

@@ -25,9 +25,9 @@ def log_command(
 
     Example: creditctl audit log --user alice@example.com --json
     """
-    from creditctl.audit import audit_records
-    from creditctl.ledger import user_state
-    from db.engine import read
+    from creditctl.db.engine import read
+    from creditctl.ledger.audit import audit_records
+    from creditctl.ledger.lookup import user_state
 
     ctx = current()
     user_id = None
@@ -48,7 +48,7 @@ def verify_command(json: Json = False) -> None:
 
     Example: creditctl audit verify --json
     """
-    from creditctl.audit import verify
+    from creditctl.ledger.audit import verify
 
     result = verify(current().engine)
     if json:

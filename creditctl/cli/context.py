@@ -21,13 +21,13 @@ class AppContext:
 
     @cached_property
     def settings(self):
-        from creditctl.settings import load_settings
+        from creditctl.config.settings import load_settings
 
         return load_settings(self.config_file, flags=self.flags)
 
     @cached_property
     def engine(self):
-        from db.engine import make_engine
+        from creditctl.db.engine import make_engine
 
         return make_engine(self.settings.database_url, self.settings["database.busy_timeout_ms"],
                            create=self.create_database, long_lived=self.long_lived)
@@ -35,14 +35,14 @@ class AppContext:
     @cached_property
     def database(self):
         """The database for the fast path, which opens the full engine only if it must."""
-        from creditctl.fastpath import Database
+        from creditctl.ledger.fastpath import Database
 
         return Database(self.settings.database_url, self.settings["database.busy_timeout_ms"],
                         lambda: self.engine)
 
     @cached_property
     def policy(self):
-        from creditctl.policy import Policy
+        from creditctl.ledger.policy import Policy
 
         return Policy.from_settings(self.settings)
 

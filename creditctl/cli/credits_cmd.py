@@ -21,13 +21,13 @@ HISTORY_COLUMNS = ("id", "created_at", "type", "amount", "balance_after", "quant
 
 
 def _amount(text: str, what: str = "amount") -> int:
-    from creditctl.amounts import parse_amount
+    from creditctl.parsing import parse_amount
 
     return parse_amount(text, current().settings["credits.max_amount"], what)
 
 
 def _id(text: str, what: str) -> int:
-    from creditctl.amounts import parse_id
+    from creditctl.parsing import parse_id
 
     return parse_id(text, what)
 
@@ -42,7 +42,7 @@ def balance_command(user: UserArg, json: Json = False) -> None:
 
     Example: creditctl credits balance alice@example.com --json
     """
-    from creditctl.fastpath import balance
+    from creditctl.ledger.fastpath import balance
 
     ctx = current()
     result = balance(ctx.database, user)
@@ -62,8 +62,8 @@ def check_command(user: UserArg, amount: AmountArg, json: Json = False) -> None:
 
     Example: creditctl credits check alice@example.com 5 && render.sh
     """
-    from creditctl.fastpath import balance
-    from creditctl.policy import insufficient
+    from creditctl.ledger.fastpath import balance
+    from creditctl.ledger.policy import insufficient
 
     ctx = current()
     needed = _amount(amount)
@@ -90,9 +90,9 @@ def deduct_command(user: UserArg, amount: AmountArg, ref: Ref = None, key: Key =
 
     Example: creditctl credits deduct alice@example.com 1 --ref render-42 --key render-42
     """
-    from creditctl.fastpath import deduct
-    from creditctl.idempotency import check_key
-    from creditctl.policy import Balance
+    from creditctl.ledger.fastpath import deduct
+    from creditctl.ledger.idempotency import check_key
+    from creditctl.ledger.results import Balance
 
     ctx = current()
     posting = deduct(ctx.database, user, _amount(amount), actor=ctx.operator, policy=ctx.policy,
@@ -138,10 +138,10 @@ def grant_command(
 
     Example: creditctl credits grant alice@example.com 50 --reason "make-good" --expires 2027-01-31
     """
-    from creditctl.amounts import parse_when
     from creditctl.errors import InvalidInput
-    from creditctl.idempotency import check_key
-    from creditctl.ledger import grant, require_reason
+    from creditctl.ledger.corrections import grant, require_reason
+    from creditctl.ledger.idempotency import check_key
+    from creditctl.parsing import parse_when
 
     if source not in {"bonus", "promotion", "admin"}:
         raise InvalidInput(f"source {source!r} is not one of bonus, promotion, admin")
@@ -165,9 +165,9 @@ def adjust_command(
 
     Example: creditctl credits adjust alice@example.com -20 --reason "duplicate render"
     """
-    from creditctl.amounts import parse_delta
-    from creditctl.idempotency import check_key
-    from creditctl.ledger import adjust, require_reason
+    from creditctl.ledger.corrections import adjust, require_reason
+    from creditctl.ledger.idempotency import check_key
+    from creditctl.parsing import parse_delta
 
     ctx = current()
     change = parse_delta(delta, ctx.settings["credits.max_amount"])
@@ -186,7 +186,7 @@ def reverse_command(
 
     Example: creditctl credits reverse 42 --reason "render failed on our side"
     """
-    from creditctl.ledger import require_reason, reverse
+    from creditctl.ledger.corrections import require_reason, reverse
 
     ctx = current()
     entry = _id(entry_id, "entry id")
@@ -205,9 +205,9 @@ def history_command(
 
     Example: creditctl credits history alice@example.com --since 2026-11-01 --format csv
     """
-    from creditctl.amounts import parse_when
     from creditctl.errors import InvalidInput
-    from creditctl.ledger import history
+    from creditctl.ledger.history import history
+    from creditctl.parsing import parse_when
 
     if format not in {"table", "csv", "json"}:
         raise InvalidInput(f"format {format!r} is not one of table, csv, json")
@@ -233,9 +233,9 @@ def reserve_command(
 
     Example: creditctl credits reserve alice@example.com 5 --ttl 30m --ref render-42
     """
-    from creditctl.amounts import parse_duration
-    from creditctl.holds import reserve
-    from creditctl.idempotency import check_key
+    from creditctl.ledger.holds import reserve
+    from creditctl.ledger.idempotency import check_key
+    from creditctl.parsing import parse_duration
 
     ctx = current()
     credits = _amount(amount)
@@ -269,8 +269,8 @@ def capture_command(
 
     Example: creditctl credits capture 17 3
     """
-    from creditctl.holds import capture
-    from creditctl.idempotency import check_key
+    from creditctl.ledger.holds import capture
+    from creditctl.ledger.idempotency import check_key
 
     ctx = current()
     hold = _id(hold_id, "hold id")
@@ -285,8 +285,8 @@ def release_command(hold_id: HoldArg, key: Key = None, json: Json = False) -> No
 
     Example: creditctl credits release 17
     """
-    from creditctl.holds import release
-    from creditctl.idempotency import check_key
+    from creditctl.ledger.holds import release
+    from creditctl.ledger.idempotency import check_key
 
     ctx = current()
     result = release(ctx.engine, _id(hold_id, "hold id"), actor=ctx.operator,

@@ -17,8 +17,8 @@ def init(json: Json = False) -> None:
 
     Example: creditctl --database-url sqlite:///creditctl.db init
     """
-    from creditctl.plans import load_plans
-    from db.migrate import upgrade
+    from creditctl.accounts.plans import load_plans
+    from creditctl.db.migrate import upgrade
 
     ctx = current()
     ctx.create_database = True
@@ -37,7 +37,7 @@ def upgrade_command(json: Json = False) -> None:
 
     Example: creditctl db upgrade
     """
-    from db.migrate import upgrade
+    from creditctl.db.migrate import upgrade
 
     ctx = current()
     ctx.create_database = True
@@ -54,8 +54,8 @@ def current_command(json: Json = False) -> None:
 
     Example: creditctl db current --json
     """
-    from db.migrate import current as current_revision
-    from db.migrate import head
+    from creditctl.db.migrate import current as current_revision
+    from creditctl.db.migrate import head
 
     revision, newest = current_revision(current().engine), head()
     if json:

@@ -26,7 +26,7 @@ def check_command(
 
     Example: creditctl features check alice@example.com advanced_workflows
     """
-    from creditctl.plans import check_feature
+    from creditctl.accounts.plans import check_feature
 
     ctx = current()
     result = check_feature(ctx.engine, user, feature, ctx.policy)

@@ -22,7 +22,7 @@ def list_command(
 
     Example: creditctl holds list --user alice@example.com
     """
-    from creditctl.holds import open_holds
+    from creditctl.ledger.holds import open_holds
 
     rows = open_holds(current().engine, user=user)
     if json:
@@ -38,7 +38,7 @@ def expire_command(json: Json = False) -> None:
 
     Example: creditctl holds expire
     """
-    from creditctl.holds import expire
+    from creditctl.ledger.holds import expire
 
     result = expire(current().engine)
     if json:

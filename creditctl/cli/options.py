@@ -14,13 +14,13 @@ AmountArg = Annotated[str, typer.Argument(help="A positive whole number of credi
 
 
 def _reference(value: str | None) -> str | None:
-    from creditctl.amounts import parse_reference
+    from creditctl.parsing import parse_reference
 
     return parse_reference(value)
 
 
 def _key(value: str | None) -> str | None:
-    from creditctl.idempotency import check_key
+    from creditctl.ledger.idempotency import check_key
 
     return check_key(value)
 

@@ -30,7 +30,7 @@ def list_command(
 
     Example: creditctl plans list --json
     """
-    from creditctl.billing import plans_overview
+    from creditctl.billing.catalog import plans_overview
     from creditctl.cli.stripe_cmd import gateway
 
     ctx = current()
@@ -54,7 +54,7 @@ def sync_command(
 
     Example: creditctl plans sync --dry-run
     """
-    from creditctl.billing import sync_plans
+    from creditctl.billing.catalog import sync_plans
     from creditctl.cli.stripe_cmd import gateway
 
     ctx = current()

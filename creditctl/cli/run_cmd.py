@@ -25,7 +25,7 @@ def run(
 
     Example: creditctl run alice@example.com 5 --ref render-42 -- ./render.sh scene.blend
     """
-    from creditctl.amounts import parse_amount, parse_duration
+    from creditctl.parsing import parse_amount, parse_duration
     from creditctl.runner import run_with_hold
 
     ctx = current()

@@ -20,7 +20,7 @@ PlanOption = Annotated[str, typer.Option("--plan", help="The plan to subscribe t
 
 def gateway():
     """The Stripe gateway for this invocation (the key is read on the first call)."""
-    from creditctl.stripe_gateway import Gateway
+    from creditctl.billing.gateway import Gateway
 
     return Gateway.from_settings(current().settings)
 
@@ -40,7 +40,7 @@ def checkout_command(
 
     Example: creditctl stripe checkout alice@example.com --plan pro
     """
-    from creditctl.billing import checkout_link
+    from creditctl.billing.links import checkout_link
 
     ctx = current()
     link = checkout_link(ctx.engine, gateway(), user, plan,
@@ -66,7 +66,7 @@ def portal_command(
 
     Example: creditctl stripe portal alice@example.com --return-url https://example.com/account
     """
-    from creditctl.billing import portal_link
+    from creditctl.billing.links import portal_link
 
     ctx = current()
     link = portal_link(ctx.engine, gateway(), user,
@@ -85,7 +85,7 @@ def customer_command(user: UserArg, json: Json = False) -> None:
 
     Example: creditctl stripe customer alice@example.com --json
     """
-    from creditctl.billing import ensure_customer
+    from creditctl.billing.customers import ensure_customer
 
     result = ensure_customer(current().engine, gateway(), user)
     if json:

@@ -39,7 +39,7 @@ def show_command(
 
     Example: creditctl subscriptions show alice@example.com --remote
     """
-    from creditctl.billing import show_subscriptions
+    from creditctl.billing.changes import show_subscriptions
     from creditctl.cli.stripe_cmd import gateway
 
     shown = show_subscriptions(current().engine, gateway() if remote else None, user)
@@ -67,7 +67,7 @@ def change_command(
 
     Example: creditctl subscriptions change alice@example.com --plan pro_plus --proration none
     """
-    from creditctl.billing import change_subscription
+    from creditctl.billing.changes import change_subscription
     from creditctl.cli.stripe_cmd import gateway
 
     ctx = current()
@@ -87,7 +87,7 @@ def cancel_command(
 
     Example: creditctl subscriptions cancel alice@example.com
     """
-    from creditctl.billing import cancel_subscription
+    from creditctl.billing.changes import cancel_subscription
     from creditctl.cli.stripe_cmd import gateway
 
     ctx = current()
@@ -102,7 +102,7 @@ def resume_command(user: UserArg, json: Json = False) -> None:
 
     Example: creditctl subscriptions resume alice@example.com
     """
-    from creditctl.billing import resume_subscription
+    from creditctl.billing.changes import resume_subscription
     from creditctl.cli.stripe_cmd import gateway
 
     ctx = current()

@@ -37,7 +37,7 @@ def add_command(
 
     Example: creditctl users add alice@example.com --id u_1001 --name "Alice"
     """
-    from creditctl.users import add_user
+    from creditctl.accounts.users import add_user
 
     ctx = current()
     user = add_user(ctx.engine, email, user_id=id, name=name,
@@ -54,7 +54,7 @@ def show_command(user: UserArg, json: Json = False) -> None:
 
     Example: creditctl users show alice@example.com
     """
-    from creditctl.users import show_user
+    from creditctl.accounts.users import show_user
 
     _print_user(show_user(current().engine, user), json)
 
@@ -69,7 +69,7 @@ def search_command(
 
     Example: creditctl users search example.com
     """
-    from creditctl.users import search_users
+    from creditctl.accounts.users import search_users
 
     rows = search_users(current().engine, query)
     if json:
@@ -88,7 +88,7 @@ def list_command(
 
     Example: creditctl users list --limit 20 --json
     """
-    from creditctl.users import list_users
+    from creditctl.accounts.users import list_users
 
     rows = list_users(current().engine, limit=limit, offset=offset)
     if json:

@@ -20,13 +20,13 @@ LIST_COLUMNS = ("id", "type", "status", "stripe_created", "received_at", "attemp
 
 
 def _since(text: str | None) -> Any:
-    from creditctl.amounts import parse_when
+    from creditctl.parsing import parse_when
 
     return parse_when(text, "--since") if text else None
 
 
 def _config() -> Any:
-    from creditctl.webhooks import WebhookConfig
+    from creditctl.webhooks.config import WebhookConfig
 
     return WebhookConfig.from_settings(current().settings)
 
@@ -46,9 +46,9 @@ def list_command(
 
     Example: creditctl webhooks list --status failed
     """
+    from creditctl.db.models import WEBHOOK_STATUSES
     from creditctl.errors import InvalidInput
-    from creditctl.webhooks import list_events
-    from db.models import WEBHOOK_STATUSES
+    from creditctl.webhooks.events import list_events
 
     if status is not None and status not in WEBHOOK_STATUSES:
         raise InvalidInput(f"--status must be one of {', '.join(WEBHOOK_STATUSES)}")
@@ -70,7 +70,7 @@ def show_command(event_id: EventArg, json: Json = False) -> None:
     """
     import json as json_module
 
-    from creditctl.webhooks import show_event
+    from creditctl.webhooks.events import show_event
 
     event = show_event(current().engine, event_id)
     if json:
@@ -108,7 +108,7 @@ def replay_command(
     Example: creditctl webhooks replay --failed
     """
     from creditctl.errors import CreditctlError, InvalidInput
-    from creditctl.webhooks import replay
+    from creditctl.webhooks.processing import replay
 
     if (event_id is not None) + failed + (since is not None) != 1:
         raise InvalidInput("name one EVENT_ID, or pass --failed or --since DATE")
@@ -132,7 +132,7 @@ def backfill_command(
     Example: creditctl webhooks backfill --since 2026-11-01
     """
     from creditctl.errors import CreditctlError
-    from creditctl.webhooks import backfill
+    from creditctl.webhooks.processing import backfill
 
     counts = backfill(current().engine, _config(), since=_since(since))
     if json:

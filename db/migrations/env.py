@@ -1,9 +1,8 @@
 """Alembic environment: runs on the connection handed over by db.migrate, or on an engine."""
 
 from alembic import context
-
-from db.engine import make_engine, write
-from db.models import metadata
+from creditctl.db.engine import make_engine, write
+from creditctl.db.models import metadata
 
 config = context.config
 

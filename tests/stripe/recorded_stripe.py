@@ -1,6 +1,6 @@
 """A small Stripe stand-in on loopback for what localstripe lacks: prices, Checkout, portal.
 
-Objects start from the canonical shapes in /work/shared/stripe/fixtures3.json and take
+Objects start from the canonical shapes in tests/fixtures/stripe_fixtures3.json and take
 the fields the request sent. Every request is recorded with its form parameters (flat,
 as the SDK encoded them) and headers, so tests assert on exactly what was sent. Like
 Stripe, a POST repeated with the same Idempotency-Key gets the first answer back. Faults
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-FIXTURES = Path("/work/shared/stripe/fixtures3.json")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe_fixtures3.json"
 API_KEY = "sk_test_recorded_0123456789abcdefSECRET"
 NOW = 1795000000  # a fixed "now" for created and period fields
 

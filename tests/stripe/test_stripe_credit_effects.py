@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from creditctl.db.tables import grants, subscriptions, users
 
-from creditctl.audit import verify
-from creditctl.ledger import run_write
-from creditctl.subscriptions import apply_subscription_change, subscriptions
-from creditctl.tables import grants, users
-from creditctl.users import add_user
+from creditctl.accounts.users import add_user
+from creditctl.billing.subscriptions import apply_subscription_change
+from creditctl.ledger.audit import verify
+from creditctl.ledger.transactions import run_write
 
 P1 = datetime(2026, 11, 1, tzinfo=UTC)
 P2 = datetime(2026, 12, 1, tzinfo=UTC)

@@ -1,10 +1,11 @@
 """A customer another process created and recorded meanwhile is used, never created again."""
 
 import sqlalchemy as sa
+from creditctl.db.tables import users
 
-from creditctl.billing import _stored_customer, pending_requests, stripe_write
-from creditctl.tables import users
-from creditctl.users import add_user
+from creditctl.accounts.users import add_user
+from creditctl.billing.customers import _stored_customer
+from creditctl.billing.request_keys import pending_requests, stripe_write
 
 
 def test_a_creation_recorded_meanwhile_is_not_sent_again(engine, policy):

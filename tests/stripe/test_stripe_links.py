@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import sqlalchemy as sa
-
-from creditctl.subscriptions import stripe_requests
+from creditctl.db.tables import stripe_requests
 
 
 def _ok(result):

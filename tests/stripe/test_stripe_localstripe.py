@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 
 import sqlalchemy as sa
+from creditctl.db.tables import plans
 
-from creditctl.stripe_gateway import Gateway
-from creditctl.tables import plans
+from creditctl.billing.gateway import Gateway
 
 
 def _ok(result):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from creditctl.ledger import run_write
-from creditctl.subscriptions import apply_stripe_subscription
+from creditctl.billing.subscriptions import apply_stripe_subscription
+from creditctl.ledger.transactions import run_write
 
 
 def _json(result):
@@ -23,7 +23,7 @@ def subscribed(cli, recorded, recorded_env, engine):
     customer = _json(cli("stripe", "customer", "u1", "--json", env=recorded_env))["customer_id"]
     prices = {p["lookup_key"]: p["id"] for p in recorded.objects("price")}
     sub = recorded.add_subscription(customer, prices["creditctl_pro"])
-    from creditctl.amounts import utcnow
+    from creditctl.clock import utcnow
 
     run_write(engine, lambda conn: apply_stripe_subscription(  # what invoice.paid will do
         conn, sub, user_id="u1", actor="evt_paid", now=utcnow(), paid=True))

@@ -29,7 +29,7 @@ from webhook_support import (  # noqa: E402
     register_webhook,
 )
 
-from creditctl.webhooks import WebhookConfig  # noqa: E402
+from creditctl.webhooks.config import WebhookConfig
 
 
 @pytest.fixture

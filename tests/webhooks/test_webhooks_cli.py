@@ -8,7 +8,8 @@ from test_webhooks_receive import paid_invoice_event, plan_grants
 from webhook_helpers import SECRET, event, now_utc, signed
 from webhook_support import gateway
 
-from creditctl.webhooks import WebhookConfig, receive
+from creditctl.webhooks.config import WebhookConfig
+from creditctl.webhooks.receive import receive
 
 ENV = {"STRIPE_WEBHOOK_SECRET": SECRET}
 
@@ -95,8 +96,8 @@ def test_every_webhook_command_has_help_with_an_example(cli):
 
 
 def test_handlers_wait_on_stripe_for_a_bounded_time():
-    from creditctl.settings import load_settings
-    from creditctl.webhooks import WebhookConfig
+    from creditctl.config.settings import load_settings
+    from creditctl.webhooks.config import WebhookConfig
 
     settings = load_settings(environ={"STRIPE_API_KEY": "sk_test_x",
                                       "STRIPE_WEBHOOK_SECRET": "whsec_x"})

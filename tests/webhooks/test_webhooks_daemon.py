@@ -13,8 +13,8 @@ from test_webhooks_receive import paid_invoice_event, plan_grants, stored_count
 from webhook_helpers import SECRET, signed
 from webhook_support import Daemon
 
-from creditctl.audit import verify as audit_verify
-from creditctl.webhooks import show_event
+from creditctl.ledger.audit import verify as audit_verify
+from creditctl.webhooks.events import show_event
 
 
 def test_a_first_paid_invoice_delivered_three_times_at_once_grants_once(engine, alice, synced,

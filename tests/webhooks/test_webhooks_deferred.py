@@ -10,9 +10,11 @@ from test_webhooks_ordering import Story
 from test_webhooks_receive import plan_grants
 from webhook_helpers import GENERATIONS, event, price, signed
 
-from creditctl.audit import verify as audit_verify
-from creditctl.ledger import balance
-from creditctl.webhooks import list_events, receive, replay
+from creditctl.ledger.audit import verify as audit_verify
+from creditctl.ledger.balances import balance
+from creditctl.webhooks.events import list_events
+from creditctl.webhooks.processing import replay
+from creditctl.webhooks.receive import receive
 
 pytestmark = pytest.mark.parametrize("gen", GENERATIONS)
 

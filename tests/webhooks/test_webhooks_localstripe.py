@@ -13,7 +13,7 @@ import time
 from test_webhooks_receive import plan_grants
 from webhook_support import LOCALSTRIPE_KEY, Daemon, register_webhook
 
-from creditctl.ledger import balance
+from creditctl.ledger.balances import balance
 
 EVENTS = ["checkout.session.completed", "customer.subscription.created",
           "customer.subscription.updated", "customer.subscription.deleted", "invoice.paid",

@@ -22,10 +22,11 @@ from webhook_helpers import (
 )
 from webhook_support import PRO_PRICE, gateway
 
-from creditctl.audit import verify as audit_verify
-from creditctl.ledger import balance
-from creditctl.subscriptions import local_subscriptions
-from creditctl.webhooks import WebhookConfig, receive
+from creditctl.billing.subscriptions import local_subscriptions
+from creditctl.ledger.audit import verify as audit_verify
+from creditctl.ledger.balances import balance
+from creditctl.webhooks.config import WebhookConfig
+from creditctl.webhooks.receive import receive
 
 pytestmark = pytest.mark.parametrize("gen", GENERATIONS)
 
@@ -201,7 +202,7 @@ def test_fetch_latest_uses_stripe_s_current_object(engine, alice, synced, gen, s
 
 def test_payment_failed_marks_past_due_for_the_account_view(engine, policy, alice, synced,
                                                             config, gen):
-    from creditctl.account import account_view
+    from creditctl.accounts.account_view import account_view
 
     story = Story(engine, config, gen)
     story.send("customer.subscription.created", story.subscription())

@@ -21,10 +21,12 @@ from webhook_helpers import (
 )
 from webhook_support import PRO_PRICE, gateway
 
-from creditctl.audit import verify as audit_verify
 from creditctl.errors import InvalidEvent, InvalidSignature
-from creditctl.ledger import balance
-from creditctl.webhooks import WebhookConfig, list_events, receive, show_event
+from creditctl.ledger.audit import verify as audit_verify
+from creditctl.ledger.balances import balance
+from creditctl.webhooks.config import WebhookConfig
+from creditctl.webhooks.events import list_events, show_event
+from creditctl.webhooks.receive import receive
 
 
 def paid_invoice_event(user_id: str = "alice", **extra):

@@ -18,7 +18,7 @@ from typing import Any
 
 import stripe
 
-FIXTURES = Path("/work/shared/stripe/fixtures3.json")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe_fixtures3.json"
 SECRET = "whsec_test_0123456789abcdefSECRET"
 OTHER_SECRET = "whsec_rotated_9876543210SECRET"
 GENERATIONS = ("basil", "legacy")

@@ -21,7 +21,7 @@ LOCALSTRIPE_KEY = "sk_test_localstripe_webhooks_SECRET"
 
 
 def gateway(api_base: str) -> Any:
-    from creditctl.stripe_gateway import Gateway
+    from creditctl.billing.gateway import Gateway
 
     return Gateway(api_key="sk_test_stub_SECRET", api_version="2026-10-28.endive",
                    api_base=api_base)

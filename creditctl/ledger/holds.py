@@ -16,25 +16,20 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection, Engine, Row
 
-from creditctl.amounts import iso, utcnow
+from creditctl.clock import iso, utcnow
+from creditctl.db.engine import read
+from creditctl.db.tables import allocations, holds, users
 from creditctl.errors import HoldSettled, InvalidInput, NotFound
-from creditctl.idempotency import find_previous, fingerprint
-from creditctl.ledger import (
-    LOCK_USER,
-    Policy,
-    Posting,
-    needs_settling,
-    post_entry,
-    replayed,
-    return_allocations,
-    run_write,
-    settle,
-    settle_due,
-    take,
-    user_state,
-)
-from creditctl.tables import allocations, holds, users
-from db.engine import read
+from creditctl.ledger.idempotency import fingerprint
+from creditctl.ledger.lookup import needs_settling, user_state
+from creditctl.ledger.policy import Policy
+from creditctl.ledger.postings import post_entry
+from creditctl.ledger.replays import find_previous, replayed
+from creditctl.ledger.results import Posting
+from creditctl.ledger.spending import take
+from creditctl.ledger.statements import LOCK_USER
+from creditctl.ledger.sweep import return_allocations, settle, settle_due
+from creditctl.ledger.transactions import run_write
 
 INSERT_HOLD = holds.insert().returning(holds.c.id)
 _SETTLE_OPEN = (holds.update()

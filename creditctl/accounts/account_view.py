@@ -9,19 +9,21 @@ import sqlalchemy as sa
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 
-from creditctl.amounts import iso, utcnow
-from creditctl.holds import open_holds
-from creditctl.ledger import Policy, balance, history
-from creditctl.plans import get_plan
-from creditctl.tables import grants, users
-from db.engine import read
+from creditctl.accounts.plans import get_plan
+from creditctl.clock import iso, utcnow
+from creditctl.db.engine import read
+from creditctl.db.tables import grants, users
+from creditctl.ledger.balances import balance
+from creditctl.ledger.history import history
+from creditctl.ledger.holds import open_holds
+from creditctl.ledger.policy import Policy
 
 USAGE_TYPES = {"usage", "capture"}
 
 
 def _subscription(engine: Engine, row: sa.Row, plan_amount: int) -> dict[str, Any]:
     """Status and renewal date of the user's subscription, as recorded locally."""
-    from creditctl.subscriptions import account_subscription
+    from creditctl.billing.subscriptions import account_subscription
 
     with read(engine) as conn:
         return account_subscription(conn, row.id, plan_amount, row.period_start, row.period_end)

@@ -9,12 +9,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
-from creditctl.amounts import utcnow
+from creditctl.clock import utcnow
+from creditctl.config.settings import PlanSpec
+from creditctl.db.engine import read, write
+from creditctl.db.tables import plans
 from creditctl.errors import FeatureNotInPlan, InvalidInput
-from creditctl.ledger import Policy, user_state
-from creditctl.settings import PlanSpec
-from creditctl.tables import plans
-from db.engine import read, write
+from creditctl.ledger.lookup import user_state
+from creditctl.ledger.policy import Policy
 
 
 def load_plans(engine: Engine, specs: Mapping[str, PlanSpec],

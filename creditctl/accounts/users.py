@@ -11,13 +11,17 @@ import sqlalchemy as sa
 from sqlalchemy import or_
 from sqlalchemy.engine import Connection, Engine, Row
 
-from creditctl.amounts import iso, parse_email, period_end, utcnow
-from creditctl.audit import record
+from creditctl.accounts.plans import get_plan
+from creditctl.clock import iso, period_end, utcnow
+from creditctl.db.engine import read
+from creditctl.db.tables import grants, users
 from creditctl.errors import DuplicateUser, InvalidInput
-from creditctl.ledger import Policy, add_grant, run_write, user_state
-from creditctl.plans import get_plan
-from creditctl.tables import grants, users
-from db.engine import read
+from creditctl.ledger.audit import record
+from creditctl.ledger.lookup import user_state
+from creditctl.ledger.policy import Policy
+from creditctl.ledger.postings import add_grant
+from creditctl.ledger.transactions import run_write
+from creditctl.parsing import parse_email
 
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
 

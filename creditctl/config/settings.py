@@ -1,19 +1,15 @@
-"""Effective settings: flag > environment > .env > creditctl.toml > built-in default.
-
-Settings are built by `load_settings`, never at import. Every key is declared
-once in `KEYS` with its type, default and environment variable.
-"""
+"""Settings: built-in defaults < creditctl.toml < .env < environment < flags."""
 
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from creditctl.config.masking import mask, mask_url
 from creditctl.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "creditctl.toml"
@@ -172,26 +168,6 @@ class Settings:
         return shown
 
 
-def mask(value: Any) -> str:
-    if isinstance(value, tuple):
-        return f"<{len(value)} set>" if value else "<not set>"
-    return "<set>" if value else "<not set>"
-
-
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|sslpassword|pass)=)[^&]*")
-
-
-def mask_url(url: str) -> str:
-    """The database URL without its password, in the user part or in the query."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is not None:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        url = urlunsplit(parts._replace(netloc=netloc))
-    return _QUERY_SECRET.sub(r"\1***", url)
-
-
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, value in table.items():
@@ -274,7 +250,7 @@ def load_settings(
     if values["credits.default_plan"] not in plans:
         raise ConfigError(f"config key credits.default_plan names plan "
                           f"{values['credits.default_plan']!r}, which is not declared in [plans]")
-    from creditctl.amounts import parse_duration
+    from creditctl.parsing import parse_duration
 
     try:
         parse_duration(values["credits.hold_ttl"])

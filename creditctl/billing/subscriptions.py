@@ -23,15 +23,14 @@ import sqlalchemy as sa
 from sqlalchemy import func
 from sqlalchemy.engine import Connection, Row
 
-from creditctl.amounts import iso
+from creditctl.billing.payloads import obj_id, price_fields, subscription_item_price, when
+from creditctl.clock import iso
+from creditctl.db.models import SUBSCRIPTION_STATUSES
+from creditctl.db.tables import grants, plans, subscriptions, users
 from creditctl.errors import InvalidInput, UnknownUser
-from creditctl.ledger import LOCK_USER, add_grant
-from creditctl.stripe_payloads import obj_id, price_fields, subscription_item_price, when
-from creditctl.tables import grants, plans, users
-from db.models import SUBSCRIPTION_STATUSES, StripeRequest, Subscription
+from creditctl.ledger.postings import add_grant
+from creditctl.ledger.statements import LOCK_USER
 
-subscriptions = Subscription.__table__
-stripe_requests = StripeRequest.__table__
 CREDITED = frozenset({"active", "trialing"})
 OVERDUE = frozenset({"past_due", "unpaid"})
 ENDED = frozenset({"canceled", "incomplete_expired"})
@@ -207,8 +206,8 @@ def _credits_unknown(conn: Connection, plan: str) -> bool:
 
 def _end_plan(conn: Connection, user_id: str, plan: str, *, actor: str, now: datetime) -> None:
     """The subscription ended: back to `plan` (the default), whose local period starts now."""
-    from creditctl.plans import get_plan
-    from creditctl.users import start_local_period
+    from creditctl.accounts.plans import get_plan
+    from creditctl.accounts.users import start_local_period
 
     plan_row = get_plan(conn, plan)
     conn.execute(users.update().where(users.c.id == user_id)

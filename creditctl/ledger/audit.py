@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from sqlalchemy import func
 from sqlalchemy.engine import Connection, Engine
 
-from creditctl.amounts import iso
-from creditctl.tables import allocations, audit_log, entries, grants, holds, users
-from db.engine import read
+from creditctl.clock import iso
+from creditctl.db.engine import read
+from creditctl.db.tables import allocations, audit_log, entries, grants, holds, users
 
 INSERT_RECORD = audit_log.insert()
 

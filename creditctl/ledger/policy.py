@@ -1,8 +1,8 @@
-"""The ledger's rules and the shapes of its answers; light enough for the hot path."""
+"""The ledger's configurable rules and the refusals they produce; light enough for the hot path."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,47 +37,10 @@ class Policy:
         return self.upgrade_hint.replace("{user}", user)
 
 
-@dataclass(frozen=True)
-class Balance:
-    """What a user can spend now."""
-
-    user_id: str
-    email: str
-    plan: str
-    unlimited: bool
-    available: int
-    held: int
-
-    def warnings(self, policy: Policy) -> list[str]:
-        if self.unlimited or self.available >= policy.low_balance_threshold:
-            return []
-        return [f"low balance: {self.available} credits left "
-                f"(warning threshold {policy.low_balance_threshold})"]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "email": self.email, "plan": self.plan,
-                "unlimited": self.unlimited, "available": self.available, "held": self.held}
-
-
 def insufficient(user: str, available: int, needed: int, policy: Policy) -> InsufficientCredits:
     return InsufficientCredits(
         f"insufficient credits: {user} has {available} available, {needed} needed; "
         f"{policy.hint(user)}", available=available, needed=needed)
-
-
-@dataclass(frozen=True)
-class Posting:
-    """The result of one ledger write."""
-
-    entry_id: int
-    user_id: str
-    type: str
-    amount: int
-    balance_after: int
-    replayed: bool = False
-    hold_id: int | None = None
-    grant_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def overdue(user: str, since: datetime, policy: Policy) -> PaymentOverdue:

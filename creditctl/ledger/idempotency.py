@@ -2,38 +2,22 @@
 
 Keys are scoped per user and stored on the ledger entry the request wrote, with
 a fingerprint of the request; a unique (user_id, idempotency_key) index makes
-the first writer win even when two arrive at once.
+the first writer win even when two arrive at once. Import-light: no SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from creditctl.errors import IdempotencyConflict, InvalidInput
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Row
+    pass
 
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")
 UNIQUE_KEY_CONSTRAINT = "uq_ledger_entries_user_id_idempotency_key"
-
-
-
-@cache
-def find_statement() -> Any:
-    """The entry a key wrote; built once, on first use (this module stays import-light)."""
-    import sqlalchemy as sa
-
-    from creditctl.tables import entries
-
-    return sa.select(
-        entries.c.id, entries.c.request_hash, entries.c.type, entries.c.amount,
-        entries.c.balance_after, entries.c.hold_id, entries.c.grant_id, entries.c.created_at,
-    ).where(entries.c.user_id == sa.bindparam("uid"),
-            entries.c.idempotency_key == sa.bindparam("key"))
 
 
 def check_key(key: str | None) -> str | None:
@@ -50,23 +34,6 @@ def fingerprint(operation: str, *parts: object) -> str:
     """A stable digest of what a request asked for."""
     text = "\x1f".join([operation, *("" if p is None else str(p) for p in parts)])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def find_previous(conn: Connection, user_id: str, key: str | None, request: str) -> Row | None:
-    """The entry an earlier request with this key wrote, or None; a different request conflicts.
-
-    The user's row is locked first: a duplicate that waited for the first request to commit
-    then sees its entry, instead of being refused by the balance the first one spent.
-    """
-    if key is None:
-        return None
-    from creditctl.ledger import LOCK_USER
-
-    conn.execute(LOCK_USER, {"uid": user_id})
-    row = conn.execute(find_statement(), {"uid": user_id, "key": key}).first()
-    if row is not None and row.request_hash != request:
-        raise key_conflict(key, row.id)
-    return row
 
 
 def key_conflict(key: str, entry_id: int) -> IdempotencyConflict:

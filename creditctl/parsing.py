@@ -1,4 +1,4 @@
-"""Parsing of what users type: credit amounts, durations, dates, emails. Also the clock."""
+"""Parsing of what users type: credit amounts, ids, references, durations, dates, emails."""
 
 from __future__ import annotations
 
@@ -14,11 +14,6 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 MAX_TTL = timedelta(days=7)
 MAX_ID = 2**31 - 1  # ids are INTEGER columns: 32 bits on PostgreSQL
-
-
-def utcnow() -> datetime:
-    """Now, as an aware UTC datetime: the form every timestamp is stored in."""
-    return datetime.now(UTC)
 
 
 def _whole_number(text: str | int, what: str) -> int:
@@ -104,31 +99,3 @@ def parse_email(text: str) -> str:
         raise InvalidInput(f"email {text!r} is malformed; expected something like "
                            "name@example.com")
     return email
-
-
-def add_months(moment: datetime, months: int = 1) -> datetime:
-    """The same day-of-month `months` later, clamped to the month's last day."""
-    month_index = moment.month - 1 + months
-    year, month = moment.year + month_index // 12, month_index % 12 + 1
-    for day in (moment.day, 30, 29, 28):
-        try:
-            return moment.replace(year=year, month=month, day=day)
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")
-
-
-def period_end(start: datetime, interval: str) -> datetime:
-    """End of a billing period of one `interval` beginning at `start`."""
-    if interval == "month":
-        return add_months(start, 1)
-    if interval == "year":
-        return add_months(start, 12)
-    return start + (timedelta(days=7) if interval == "week" else timedelta(days=1))
-
-
-def iso(moment: datetime | None) -> str | None:
-    """A stored UTC timestamp as ISO 8601 with a Z."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"

@@ -1,7 +1,7 @@
 """The render scripts' fast path: deduct and balance on the bare driver, no SQLAlchemy import.
 
 It runs the very statements of creditctl.ledger, rendered ahead of time
-(creditctl/_fastsql.py), and commits only the common case: the user is found,
+(creditctl/ledger/_fastsql.py), and commits only the common case: the user is found,
 nothing has expired unswept, and the credits are there (or the plan is
 unlimited). Anything else (a refusal, an unknown user, a retried key, expiry
 to sweep, an unusual URL) answers None, and the caller takes the full path in
@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from creditctl._fastsql import STATEMENTS
-from creditctl.amounts import utcnow
-from creditctl.idempotency import fingerprint
-from creditctl.policy import Balance, Policy, Posting
+from creditctl.clock import utcnow
+from creditctl.ledger._fastsql import STATEMENTS
+from creditctl.ledger.idempotency import fingerprint
+from creditctl.ledger.policy import Policy
+from creditctl.ledger.results import Balance, Posting
 
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -109,7 +110,7 @@ def deduct(database: Database, user: str, amount: int, *, actor: str, policy: Po
     posting = _try_deduct(database, user, amount, actor=actor, policy=policy, now=now, ref=ref,
                           key=key)
     if posting is None:
-        from creditctl.ledger import deduct as full_deduct
+        from creditctl.ledger.spending import deduct as full_deduct
 
         posting = full_deduct(database.engine(), user, amount, actor=actor, policy=policy,
                               ref=ref, key=key, now=now)
@@ -121,7 +122,7 @@ def balance(database: Database, user: str) -> Balance:
     now = utcnow()
     result = _try_balance(database, user, now=now)
     if result is None:
-        from creditctl.ledger import balance as full_balance
+        from creditctl.ledger.balances import balance as full_balance
 
         result = full_balance(database.engine(), user, now=now)
     return result

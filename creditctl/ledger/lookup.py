@@ -1,0 +1,45 @@
+"""Finding a user's ledger state by id or email."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.engine import Connection, Row
+
+from creditctl.errors import (
+    UnknownUser,
+)
+from creditctl.ledger.statements import STATE
+from creditctl.ledger.sweep import settle
+
+
+def by_email(user: str) -> bool:
+    return "@" in user
+
+
+def lookup_key(user: str) -> str:
+    return user.strip().lower() if by_email(user) else user.strip()
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def user_state(conn: Connection, user: str) -> Row:
+    row = conn.execute(STATE[by_email(user)], {"who": lookup_key(user)}).first()
+    if row is None:
+        raise UnknownUser(f"unknown user {user!r}: no user has that id or email; "
+                          "see `creditctl users search`")
+    return row
+
+
+def current_user(conn: Connection, user: str, now: datetime) -> str:
+    """The user's id, with expired grants and holds swept first so balances printed are current."""
+    state = user_state(conn, user)
+    if needs_settling(state, now):
+        settle(conn, state.id, now=now)
+    return state.id
+
+
+def needs_settling(row: Row, now: datetime) -> bool:
+    """True when a grant or hold of this user has expired and not yet been swept."""
+    return any(moment is not None and moment <= now
+               for moment in (row.next_grant_expiry, row.next_hold_expiry))
