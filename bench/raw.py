@@ -12,18 +12,24 @@ import sqlite3
 import sys
 from datetime import UTC, datetime
 
-TAKE = ("UPDATE users SET balance = balance - {n} WHERE id = {uid} AND balance >= {n} "
-        "AND (next_grant_expiry IS NULL OR next_grant_expiry > {now}) "
-        "AND plan IN (SELECT name FROM plans WHERE credits IS NOT NULL) "
-        "RETURNING balance")
-DRAW = ("UPDATE grants SET remaining = grants.remaining - CASE WHEN o.before + o.remaining "
-        "<= {n} THEN o.remaining ELSE {n} - o.before END FROM (SELECT id, remaining, "
-        "SUM(remaining) OVER (ORDER BY expires_at IS NULL, expires_at, id) - remaining AS before "
-        "FROM grants WHERE user_id = {uid} AND remaining > 0 AND (expires_at IS NULL OR "
-        "expires_at > {now})) AS o WHERE grants.id = o.id AND o.before < {n}")
-ENTRY = ("INSERT INTO ledger_entries (user_id, type, amount, balance_after, quantity, "
-         "description, actor, created_at) VALUES ({uid}, 'usage', -{n}, {balance}, {n}, "
-         "'usage', 'bench', {now}) RETURNING id")
+TAKE = (
+    "UPDATE users SET balance = balance - {n} WHERE id = {uid} AND balance >= {n} "
+    "AND (next_grant_expiry IS NULL OR next_grant_expiry > {now}) "
+    "AND plan IN (SELECT name FROM plans WHERE credits IS NOT NULL) "
+    "RETURNING balance"
+)
+DRAW = (
+    "UPDATE grants SET remaining = grants.remaining - CASE WHEN o.before + o.remaining "
+    "<= {n} THEN o.remaining ELSE {n} - o.before END FROM (SELECT id, remaining, "
+    "SUM(remaining) OVER (ORDER BY expires_at IS NULL, expires_at, id) - remaining AS before "
+    "FROM grants WHERE user_id = {uid} AND remaining > 0 AND (expires_at IS NULL OR "
+    "expires_at > {now})) AS o WHERE grants.id = o.id AND o.before < {n}"
+)
+ENTRY = (
+    "INSERT INTO ledger_entries (user_id, type, amount, balance_after, quantity, "
+    "description, actor, created_at) VALUES ({uid}, 'usage', -{n}, {balance}, {n}, "
+    "'usage', 'bench', {now}) RETURNING id"
+)
 
 
 def _sql(template: str, style: str) -> str:
@@ -32,10 +38,8 @@ def _sql(template: str, style: str) -> str:
     return template.format(**marks)
 
 
-SQLITE = {name: _sql(t, "sqlite") for name, t in (("take", TAKE), ("draw", DRAW),
-                                                   ("entry", ENTRY))}
-POSTGRES = {name: _sql(t, "pg") for name, t in (("take", TAKE), ("draw", DRAW),
-                                                 ("entry", ENTRY))}
+SQLITE = {name: _sql(t, "sqlite") for name, t in (("take", TAKE), ("draw", DRAW), ("entry", ENTRY))}
+POSTGRES = {name: _sql(t, "pg") for name, t in (("take", TAKE), ("draw", DRAW), ("entry", ENTRY))}
 
 
 def sqlite_connect(path: str) -> sqlite3.Connection:

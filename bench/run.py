@@ -39,8 +39,14 @@ def _prepare(url: str, credits: int, user_id: str = "bench") -> None:
     engine = make_engine(url)
     upgrade(engine)
     load_plans(engine, load_settings(environ={}).plans)
-    add_user(engine, f"{user_id}@example.com", user_id=user_id, actor="bench",
-             policy=Policy(welcome_grant=0), plan="pro")
+    add_user(
+        engine,
+        f"{user_id}@example.com",
+        user_id=user_id,
+        actor="bench",
+        policy=Policy(welcome_grant=0),
+        plan="pro",
+    )
     grant(engine, user_id, credits, actor="bench", reason="bench credits")
     engine.dispose()
 
@@ -85,8 +91,14 @@ def _add_bench_user(url: str, user_id: str) -> None:
     from creditctl.ledger.policy import Policy
 
     engine = make_engine(url)
-    add_user(engine, f"{user_id}@example.com", user_id=user_id, actor="bench",
-             policy=Policy(welcome_grant=0), plan="pro")
+    add_user(
+        engine,
+        f"{user_id}@example.com",
+        user_id=user_id,
+        actor="bench",
+        policy=Policy(welcome_grant=0),
+        plan="pro",
+    )
     grant(engine, user_id, 1_000_000, actor="bench", reason="bench credits")
     engine.dispose()
 
@@ -120,13 +132,21 @@ def contention(url: str) -> dict:
     from creditctl.ledger.policy import Policy
 
     engine = make_engine(url)
-    add_user(engine, "contended@example.com", user_id="contended", actor="bench",
-             policy=Policy(welcome_grant=0), plan="pro")
+    add_user(
+        engine,
+        "contended@example.com",
+        user_id="contended",
+        actor="bench",
+        policy=Policy(welcome_grant=0),
+        plan="pro",
+    )
     grant(engine, "contended", CREDITS, actor="bench", reason="bench credits")
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    workers = [context.Process(target=_contend, args=(url, "contended", ATTEMPTS, results))
-               for _ in range(WORKERS)]
+    workers = [
+        context.Process(target=_contend, args=(url, "contended", ATTEMPTS, results))
+        for _ in range(WORKERS)
+    ]
     start = time.perf_counter()
     for worker in workers:
         worker.start()
@@ -137,8 +157,12 @@ def contention(url: str) -> dict:
     final = balance(engine, "contended").available
     clean = verify(engine)["ok"]
     engine.dispose()
-    return {"attempts_per_s": WORKERS * ATTEMPTS / elapsed, "successes": successes,
-            "final_balance": final, "audit_ok": clean}
+    return {
+        "attempts_per_s": WORKERS * ATTEMPTS / elapsed,
+        "successes": successes,
+        "final_balance": final,
+        "audit_ok": clean,
+    }
 
 
 def holds_rate(url: str) -> float:
@@ -150,8 +174,7 @@ def holds_rate(url: str) -> float:
     engine, policy = make_engine(url), Policy()
 
     def pair() -> None:
-        hold = reserve(engine, "bench", 2, ttl=timedelta(minutes=5), actor="bench",
-                       policy=policy)
+        hold = reserve(engine, "bench", 2, ttl=timedelta(minutes=5), actor="bench", policy=policy)
         capture(engine, hold.hold_id, 1, actor="bench")
 
     rate = _rate(pair)
@@ -162,11 +185,17 @@ def holds_rate(url: str) -> float:
 def cli_wall(db_path: Path) -> tuple[float, float]:
     """Median whole-process seconds: `creditctl credits deduct` and the stdlib script."""
     creditctl = shutil.which("creditctl", path=str(Path(sys.executable).parent)) or "creditctl"
-    env = {**os.environ, "CREDITCTL_DATABASE_URL": f"sqlite:///{db_path}",
-           "CREDITCTL_CONFIG": "", "CREDITCTL_OPERATOR": "bench"}
+    env = {
+        **os.environ,
+        "CREDITCTL_DATABASE_URL": f"sqlite:///{db_path}",
+        "CREDITCTL_CONFIG": "",
+        "CREDITCTL_OPERATOR": "bench",
+    }
     ours = [_wall([creditctl, "credits", "deduct", "bench", "1"], env) for _ in range(CLI_RUNS)]
-    floor = [_wall([sys.executable, str(HERE / "raw.py"), str(db_path), "rawuser", "1"], env)
-             for _ in range(CLI_RUNS)]
+    floor = [
+        _wall([sys.executable, str(HERE / "raw.py"), str(db_path), "rawuser", "1"], env)
+        for _ in range(CLI_RUNS)
+    ]
     return statistics.median(ours), statistics.median(floor)
 
 
@@ -196,36 +225,61 @@ def measure() -> list[tuple[str, str, str, str]]:
         url = f"sqlite:///{db_path}"
         _prepare(url, 1_000_000)
         ours, floor = inprocess(url)
-        rows.append(("SQLite: in-process deducts/s (domain layer vs stdlib sqlite3)",
-                     f"{ours:,.0f}", f"{floor:,.0f}", f"{ours / floor:.2f}x (target >= 0.25x)"))
+        rows.append(
+            (
+                "SQLite: in-process deducts/s (domain layer vs stdlib sqlite3)",
+                f"{ours:,.0f}",
+                f"{floor:,.0f}",
+                f"{ours / floor:.2f}x (target >= 0.25x)",
+            )
+        )
         cli, cli_floor = cli_wall(db_path)
-        rows.append(("SQLite: CLI `credits deduct` wall time, median of 21",
-                     f"{cli * 1000:.0f} ms", f"{cli_floor * 1000:.0f} ms",
-                     f"{cli / cli_floor:.1f}x (target <= 16x)"))
+        rows.append(
+            (
+                "SQLite: CLI `credits deduct` wall time, median of 21",
+                f"{cli * 1000:.0f} ms",
+                f"{cli_floor * 1000:.0f} ms",
+                f"{cli / cli_floor:.1f}x (target <= 16x)",
+            )
+        )
         rows.append(("SQLite: reserve+capture pairs/s", f"{holds_rate(url):,.0f}", "-", "-"))
         c = contention(url)
-        rows.append(("SQLite: 8 processes x 500 deducts on one user holding 2,000",
-                     f"{c['attempts_per_s']:,.0f} attempts/s",
-                     f"successes {c['successes']} (must be {CREDITS})",
-                     f"final balance {c['final_balance']}, audit "
-                     f"{'clean' if c['audit_ok'] else 'FAILED'}"))
+        rows.append(
+            (
+                "SQLite: 8 processes x 500 deducts on one user holding 2,000",
+                f"{c['attempts_per_s']:,.0f} attempts/s",
+                f"successes {c['successes']} (must be {CREDITS})",
+                f"final balance {c['final_balance']}, audit "
+                f"{'clean' if c['audit_ok'] else 'FAILED'}",
+            )
+        )
     admin, name = _pg_database()
     if admin is not None:
         url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
         try:
             _prepare(url, 1_000_000)
             ours, floor = inprocess(url)
-            rows.append(("PostgreSQL: in-process deducts/s (domain layer vs raw psycopg 3)",
-                         f"{ours:,.0f}", f"{floor:,.0f}",
-                         f"{ours / floor:.2f}x (target >= 0.5x)"))
-            rows.append(("PostgreSQL: reserve+capture pairs/s", f"{holds_rate(url):,.0f}",
-                         "-", "-"))
+            rows.append(
+                (
+                    "PostgreSQL: in-process deducts/s (domain layer vs raw psycopg 3)",
+                    f"{ours:,.0f}",
+                    f"{floor:,.0f}",
+                    f"{ours / floor:.2f}x (target >= 0.5x)",
+                )
+            )
+            rows.append(
+                ("PostgreSQL: reserve+capture pairs/s", f"{holds_rate(url):,.0f}", "-", "-")
+            )
             c = contention(url)
-            rows.append(("PostgreSQL: 8 processes x 500 deducts on one user holding 2,000",
-                         f"{c['attempts_per_s']:,.0f} attempts/s",
-                         f"successes {c['successes']} (must be {CREDITS})",
-                         f"final balance {c['final_balance']}, audit "
-                         f"{'clean' if c['audit_ok'] else 'FAILED'}"))
+            rows.append(
+                (
+                    "PostgreSQL: 8 processes x 500 deducts on one user holding 2,000",
+                    f"{c['attempts_per_s']:,.0f} attempts/s",
+                    f"successes {c['successes']} (must be {CREDITS})",
+                    f"final balance {c['final_balance']}, audit "
+                    f"{'clean' if c['audit_ok'] else 'FAILED'}",
+                )
+            )
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.close()
@@ -233,8 +287,7 @@ def measure() -> list[tuple[str, str, str, str]]:
 
 
 def render(rows: list[tuple[str, str, str, str]]) -> str:
-    lines = ["| measure | creditctl | floor / check | ratio / result |",
-             "|---|---|---|---|"]
+    lines = ["| measure | creditctl | floor / check | ratio / result |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
 
@@ -245,15 +298,18 @@ def main() -> None:
     table = render(measure())
     print(table)
     latency = webhooks.table()
-    print(f"\nWebhook answer latency, signed deliveries to `creditctl daemon` on loopback "
-          f"(target: p99 < 100 ms for a new event):\n{latency}")
+    print(
+        f"\nWebhook answer latency, signed deliveries to `creditctl daemon` on loopback "
+        f"(target: p99 < 100 ms for a new event):\n{latency}"
+    )
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     cpu = os.cpu_count()
     RESULTS.write_text(
         f"# Benchmark results\n\nLast `make bench`: {stamp}, {cpu} CPUs, "
         f"Python {sys.version.split()[0]}.\n\n{table}\n\n"
         "Webhook answer latency, signed deliveries to `creditctl daemon` on loopback "
-        f"(target: p99 < 100 ms for a new event):\n\n{latency}\n")
+        f"(target: p99 < 100 ms for a new event):\n\n{latency}\n"
+    )
     print(f"\nwritten to {RESULTS}")
 
 

@@ -38,15 +38,26 @@ def _prepare(url: str, users: int) -> None:
     upgrade(engine)
     load_plans(engine, load_settings(environ={}).plans)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE plans SET stripe_price_id = :p WHERE name = 'pro'"),
-                     {"p": PRICE})
+        conn.execute(
+            sa.text("UPDATE plans SET stripe_price_id = :p WHERE name = 'pro'"), {"p": PRICE}
+        )
 
     def add(conn) -> None:
         from creditctl.clock import utcnow
 
-        conn.execute(users_table.insert(), [
-            {"id": f"u{i}", "email": f"u{i}@example.com", "email_key": f"u{i}@example.com",
-             "plan": "free", "created_at": utcnow()} for i in range(users)])
+        conn.execute(
+            users_table.insert(),
+            [
+                {
+                    "id": f"u{i}",
+                    "email": f"u{i}@example.com",
+                    "email_key": f"u{i}@example.com",
+                    "plan": "free",
+                    "created_at": utcnow(),
+                }
+                for i in range(users)
+            ],
+        )
 
     run_write(engine, add)
     engine.dispose()
@@ -55,18 +66,43 @@ def _prepare(url: str, users: int) -> None:
 def _event(i: int) -> bytes:
     now = int(time.time())
     invoice = {
-        "id": f"in_bench_{i}", "object": "invoice", "customer": f"cus_bench_{i}",
-        "status": "paid", "billing_reason": "subscription_create",
-        "parent": {"type": "subscription_details", "subscription_details": {
-            "subscription": f"sub_bench_{i}", "metadata": {"creditctl_user_id": f"u{i}"}}},
-        "lines": {"data": [{"id": f"il_{i}", "period": {"start": now - 60, "end": now + 2592000},
-                            "parent": {"type": "subscription_item_details",
-                                       "subscription_item_details": {"proration": False}},
-                            "pricing": {"price_details": {"price": PRICE}}}]},
+        "id": f"in_bench_{i}",
+        "object": "invoice",
+        "customer": f"cus_bench_{i}",
+        "status": "paid",
+        "billing_reason": "subscription_create",
+        "parent": {
+            "type": "subscription_details",
+            "subscription_details": {
+                "subscription": f"sub_bench_{i}",
+                "metadata": {"creditctl_user_id": f"u{i}"},
+            },
+        },
+        "lines": {
+            "data": [
+                {
+                    "id": f"il_{i}",
+                    "period": {"start": now - 60, "end": now + 2592000},
+                    "parent": {
+                        "type": "subscription_item_details",
+                        "subscription_item_details": {"proration": False},
+                    },
+                    "pricing": {"price_details": {"price": PRICE}},
+                }
+            ]
+        },
     }
-    return json.dumps({"id": f"evt_bench_{uuid.uuid4().hex[:12]}", "object": "event",
-                       "type": "invoice.paid", "created": now, "api_version": "2026-10-28.endive",
-                       "data": {"object": invoice}}, indent=2).encode()
+    return json.dumps(
+        {
+            "id": f"evt_bench_{uuid.uuid4().hex[:12]}",
+            "object": "event",
+            "type": "invoice.paid",
+            "created": now,
+            "api_version": "2026-10-28.endive",
+            "data": {"object": invoice},
+        },
+        indent=2,
+    ).encode()
 
 
 def _get(url: str) -> float:
@@ -80,8 +116,12 @@ def _post(url: str, body: bytes) -> float:
     import stripe
 
     header = stripe.WebhookSignature.generate_signature_header(body.decode(), SECRET)
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "Stripe-Signature": header})
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Stripe-Signature": header},
+    )
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=30) as response:
         response.read()
@@ -95,12 +135,25 @@ def _daemon(url: str, workdir: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CREDITCTL_", "STRIPE_"))},
-           "CREDITCTL_DATABASE_URL": url, "STRIPE_WEBHOOK_SECRET": SECRET,
-           "CREDITCTL_ENV_FILE": str(workdir / "no.env")}
-    process = subprocess.Popen([str(Path(sys.executable).with_name("creditctl")), "daemon",
-                                "--port", str(port), "--no-scheduler"], cwd=workdir, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CREDITCTL_", "STRIPE_"))},
+        "CREDITCTL_DATABASE_URL": url,
+        "STRIPE_WEBHOOK_SECRET": SECRET,
+        "CREDITCTL_ENV_FILE": str(workdir / "no.env"),
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("creditctl")),
+            "daemon",
+            "--port",
+            str(port),
+            "--no-scheduler",
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -126,15 +179,20 @@ def measure(url: str, workdir: Path) -> dict[str, list[float]]:
     finally:
         process.terminate()
         process.wait(timeout=40)
-    return {"new event (verify, store, process)": new, "repeat delivery": repeat,
-            "floor: GET /healthz on the same daemon (one DB round trip)": floor}
+    return {
+        "new event (verify, store, process)": new,
+        "repeat delivery": repeat,
+        "floor: GET /healthz on the same daemon (one DB round trip)": floor,
+    }
 
 
 def _summary(name: str, backend: str, values: list[float]) -> str:
     ordered = sorted(values)
     p99 = ordered[max(0, int(len(ordered) * 0.99) - 1)]
-    return (f"| {backend} | {name} | {len(values)} | {statistics.median(values):.1f} | "
-            f"{p99:.1f} | {ordered[-1]:.1f} |")
+    return (
+        f"| {backend} | {name} | {len(values)} | {statistics.median(values):.1f} | "
+        f"{p99:.1f} | {ordered[-1]:.1f} |"
+    )
 
 
 def _pg_url() -> str | None:

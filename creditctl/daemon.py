@@ -77,8 +77,13 @@ def _webhook_endpoint(engine: Engine, config: WebhookConfig) -> Any:
             log.error("webhook not stored: unexpected %s", type(exc).__name__)
             return _json({"error": "not stored; retry"}, 503)
         outcome = receipt.outcome
-        log.info("webhook %s %s: %s%s", receipt.event_id, receipt.type, outcome.status,
-                 "" if receipt.new else " (repeat delivery)")
+        log.info(
+            "webhook %s %s: %s%s",
+            receipt.event_id,
+            receipt.type,
+            outcome.status,
+            "" if receipt.new else " (repeat delivery)",
+        )
         answer = {"id": receipt.event_id, "status": outcome.status, "repeat": not receipt.new}
         if outcome.failed:
             return _json({**answer, "error": "processing failed; stored for retry"}, 500)
@@ -95,8 +100,11 @@ def _health_endpoint(engine: Engine) -> Any:
 
     def check() -> dict[str, Any]:
         with read(engine) as conn:
-            return {"status": "ok", "database": "ok",
-                    "last_event_received_at": iso(last_received_at(conn))}
+            return {
+                "status": "ok",
+                "database": "ok",
+                "last_event_received_at": iso(last_received_at(conn)),
+            }
 
     async def healthz(_request: Any) -> Any:
         try:
@@ -114,10 +122,12 @@ def build_app(engine: Engine, config: WebhookConfig) -> Any:
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    return Starlette(routes=[
-        Route(WEBHOOK_PATH, _webhook_endpoint(engine, config), methods=["POST"]),
-        Route("/healthz", _health_endpoint(engine), methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route(WEBHOOK_PATH, _webhook_endpoint(engine, config), methods=["POST"]),
+            Route("/healthz", _health_endpoint(engine), methods=["GET"]),
+        ]
+    )
 
 
 def _check_database(engine: Engine) -> None:
@@ -129,22 +139,34 @@ def _check_database(engine: Engine) -> None:
     except (DatabaseUnavailable, SchemaOutOfDate):
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. a missing webhook_events table
-        raise SchemaOutOfDate("the database has no webhook_events table; run "
-                              f"`creditctl db upgrade` ({type(exc).__name__})") from None
+        raise SchemaOutOfDate(
+            "the database has no webhook_events table; run "
+            f"`creditctl db upgrade` ({type(exc).__name__})"
+        ) from None
 
 
-def run_daemon(settings: Any, engine: Engine, *, host: str, port: int, http: bool = True,
-               scheduler: bool = True) -> None:
+def run_daemon(
+    settings: Any,
+    engine: Engine,
+    *,
+    host: str,
+    port: int,
+    http: bool = True,
+    scheduler: bool = True,
+) -> None:
     """Serve webhooks and/or run the scheduled jobs until SIGTERM or SIGINT."""
     if not http and not scheduler:
         raise InvalidInput("--no-http and --no-scheduler together leave nothing to run")
     config = WebhookConfig.from_settings(settings)
     if http and not config.secrets:
-        raise ConfigError("STRIPE_WEBHOOK_SECRET is not set; the webhook endpoint cannot "
-                          "verify Stripe's signatures (comma-separate several while rotating)")
+        raise ConfigError(
+            "STRIPE_WEBHOOK_SECRET is not set; the webhook endpoint cannot "
+            "verify Stripe's signatures (comma-separate several while rotating)"
+        )
     _check_database(engine)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
@@ -170,8 +192,17 @@ def _start_scheduler(engine: Engine, config: WebhookConfig) -> Any:
 def _serve(app: Any, host: str, port: int) -> None:
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=host, port=port, log_level="info", access_log=True, lifespan="off",
-        timeout_graceful_shutdown=GRACEFUL_SECONDS, server_header=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=True,
+            lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_SECONDS,
+            server_header=False,
+        )
+    )
     log.info("receiving Stripe webhooks at http://%s:%d%s", host, port, WEBHOOK_PATH)
     server.run()

@@ -29,8 +29,9 @@ def parse_amount(text: str | int, maximum: int, what: str = "amount") -> int:
     if amount <= 0:
         raise InvalidInput(f"{what} must be a positive whole number of credits, got {amount}")
     if amount > maximum:
-        raise InvalidInput(f"{what} {amount} is larger than the limit of {maximum} credits "
-                           "(credits.max_amount)")
+        raise InvalidInput(
+            f"{what} {amount} is larger than the limit of {maximum} credits (credits.max_amount)"
+        )
     return amount
 
 
@@ -46,11 +47,14 @@ def parse_delta(text: str | int, maximum: int) -> int:
     """A non-zero whole number of credits, either sign, no larger than `maximum` in size."""
     delta = _whole_number(text, "delta")
     if delta == 0:
-        raise InvalidInput("delta must not be zero: give a positive number to add credits "
-                           "or a negative one to remove them")
+        raise InvalidInput(
+            "delta must not be zero: give a positive number to add credits "
+            "or a negative one to remove them"
+        )
     if abs(delta) > maximum:
-        raise InvalidInput(f"delta {delta} is larger than the limit of {maximum} credits "
-                           "(credits.max_amount)")
+        raise InvalidInput(
+            f"delta {delta} is larger than the limit of {maximum} credits (credits.max_amount)"
+        )
     return delta
 
 
@@ -59,8 +63,10 @@ def parse_reference(text: str | None) -> str | None:
     if text is None:
         return None
     if not _REFERENCE.fullmatch(text):
-        raise InvalidInput("reference must be 1 to 200 characters without control characters, "
-                           f"got {len(text)} characters")
+        raise InvalidInput(
+            "reference must be 1 to 200 characters without control characters, "
+            f"got {len(text)} characters"
+        )
     return text
 
 
@@ -68,8 +74,9 @@ def parse_duration(text: str) -> timedelta:
     """A time to live such as 90s, 30m, 2h or 1d (a bare number is seconds), at most 7 days."""
     match = _DURATION.fullmatch(str(text).strip().lower())
     if not match:
-        raise InvalidInput(f"duration {text!r} is not understood; use a number with s, m, h "
-                           "or d, such as 30m")
+        raise InvalidInput(
+            f"duration {text!r} is not understood; use a number with s, m, h or d, such as 30m"
+        )
     seconds = int(match.group(1)) * _UNITS[match.group(2)]
     if seconds <= 0:
         raise InvalidInput(f"duration {text!r} must be longer than zero")
@@ -87,8 +94,10 @@ def parse_when(text: str, what: str = "date") -> datetime:
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(f"{what} {raw!r} is not a date; use YYYY-MM-DD or an ISO "
-                           "date-time such as 2026-12-01T12:00:00Z") from None
+        raise InvalidInput(
+            f"{what} {raw!r} is not a date; use YYYY-MM-DD or an ISO "
+            "date-time such as 2026-12-01T12:00:00Z"
+        ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
@@ -96,6 +105,5 @@ def parse_email(text: str) -> str:
     """An email address, trimmed; case is kept but compared case-insensitively."""
     email = str(text).strip()
     if not _EMAIL.fullmatch(email) or len(email) > 254:
-        raise InvalidInput(f"email {text!r} is malformed; expected something like "
-                           "name@example.com")
+        raise InvalidInput(f"email {text!r} is malformed; expected something like name@example.com")
     return email

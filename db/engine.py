@@ -21,19 +21,23 @@ def normalise_url(url: str) -> sa.URL:
     try:
         parsed = make_url(url)
     except Exception:
-        raise DatabaseUnavailable(f"database.url {mask_url(url)!r} is not a database URL; use "
-                                  "sqlite:///path/to/file.db or postgresql://user@host/db"
-                                  ) from None
+        raise DatabaseUnavailable(
+            f"database.url {mask_url(url)!r} is not a database URL; use "
+            "sqlite:///path/to/file.db or postgresql://user@host/db"
+        ) from None
     if parsed.drivername in {"postgres", "postgresql"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
-        raise DatabaseUnavailable(f"database.url uses {parsed.get_backend_name()!r}; "
-                                  "creditctl supports sqlite and postgresql")
+        raise DatabaseUnavailable(
+            f"database.url uses {parsed.get_backend_name()!r}; "
+            "creditctl supports sqlite and postgresql"
+        )
     return parsed
 
 
-def make_engine(url: str, busy_timeout_ms: int = 30000, create: bool = True,
-                long_lived: bool = False) -> Engine:
+def make_engine(
+    url: str, busy_timeout_ms: int = 30000, create: bool = True, long_lived: bool = False
+) -> Engine:
     """An engine for `url`; nothing is connected until first use.
 
     With create=False a missing SQLite file is an error instead of a new empty database,
@@ -50,15 +54,21 @@ def make_engine(url: str, busy_timeout_ms: int = 30000, create: bool = True,
 def _sqlite_engine(url: sa.URL, busy_timeout_ms: int, create: bool) -> Engine:
     path = url.database
     if not path or path == ":memory:":
-        raise DatabaseUnavailable("database.url must name a SQLite file, not an in-memory "
-                                  "database; use sqlite:///path/to/creditctl.db")
+        raise DatabaseUnavailable(
+            "database.url must name a SQLite file, not an in-memory "
+            "database; use sqlite:///path/to/creditctl.db"
+        )
     directory = Path(path).expanduser().resolve().parent
     if not directory.is_dir():
-        raise DatabaseUnavailable(f"database directory {directory} does not exist; create it "
-                                  "or point database.url at an existing directory")
+        raise DatabaseUnavailable(
+            f"database directory {directory} does not exist; create it "
+            "or point database.url at an existing directory"
+        )
     if not create and not Path(path).expanduser().is_file():
-        raise SchemaOutOfDate(f"database file {path} does not exist; run `creditctl init` to "
-                              "create it, or check database.url")
+        raise SchemaOutOfDate(
+            f"database file {path} does not exist; run `creditctl init` to "
+            "create it, or check database.url"
+        )
     engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
     @event.listens_for(engine, "connect")
@@ -105,8 +115,10 @@ def _translate_connect_errors(engine: Engine) -> Iterator[None]:
     except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
         if _is_missing_schema(exc):
             url = engine.url.render_as_string(hide_password=True)
-            raise SchemaOutOfDate(f"database {url} has no creditctl tables or an old "
-                                  "schema; run `creditctl init` first") from None
+            raise SchemaOutOfDate(
+                f"database {url} has no creditctl tables or an old "
+                "schema; run `creditctl init` first"
+            ) from None
         if isinstance(exc, sa.exc.OperationalError) and _is_unreachable(exc):
             raise DatabaseUnavailable(_unreachable_message(engine, exc)) from None
         raise
@@ -114,25 +126,39 @@ def _translate_connect_errors(engine: Engine) -> Iterator[None]:
 
 def _is_missing_schema(exc: sa.exc.DBAPIError) -> bool:
     text = str(exc.orig).lower()
-    return "no such table" in text or "no such column" in text or (
-        "relation" in text and "does not exist" in text) or (
-        "column" in text and "does not exist" in text)
+    return (
+        "no such table" in text
+        or "no such column" in text
+        or ("relation" in text and "does not exist" in text)
+        or ("column" in text and "does not exist" in text)
+    )
 
 
 def _is_unreachable(exc: sa.exc.OperationalError) -> bool:
     text = str(exc.orig).lower()
-    return any(part in text for part in (
-        "connection refused", "could not connect", "connection failed", "unable to open",
-        "timeout expired", "does not exist", "no such host", "name or service not known",
-        "password authentication failed", "could not translate host",
-        # a pooled connection the server dropped (restart, failover, terminated backend)
-        "terminating connection", "server closed the connection", "connection is closed",
-        "consuming input failed",
-    ))
+    return any(
+        part in text
+        for part in (
+            "connection refused",
+            "could not connect",
+            "connection failed",
+            "unable to open",
+            "timeout expired",
+            "does not exist",
+            "no such host",
+            "name or service not known",
+            "password authentication failed",
+            "could not translate host",
+            # a pooled connection the server dropped (restart, failover, terminated backend)
+            "terminating connection",
+            "server closed the connection",
+            "connection is closed",
+            "consuming input failed",
+        )
+    )
 
 
 def _unreachable_message(engine: Engine, exc: sa.exc.OperationalError) -> str:
     url = mask_url(engine.url.render_as_string(hide_password=True))
     reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else "no answer"
-    return (f"database {url} is unreachable ({reason}); check database.url "
-            "or CREDITCTL_DATABASE_URL")
+    return f"database {url} is unreachable ({reason}); check database.url or CREDITCTL_DATABASE_URL"

@@ -20,8 +20,18 @@ SQLModel.metadata.naming_convention = {
 }
 
 MAX_CREDITS = 1_000_000_000
-ENTRY_TYPES = ("grant", "usage", "refund", "bonus", "adjustment", "expiry", "reset",
-               "hold", "capture", "release")
+ENTRY_TYPES = (
+    "grant",
+    "usage",
+    "refund",
+    "bonus",
+    "adjustment",
+    "expiry",
+    "reset",
+    "hold",
+    "capture",
+    "release",
+)
 GRANT_SOURCES = ("plan", "bonus", "admin", "refund", "promotion")
 HOLD_STATUSES = ("open", "captured", "released", "expired")
 
@@ -70,7 +80,8 @@ class User(SQLModel, table=True):
     next_grant_expiry: datetime | None = None
     next_hold_expiry: datetime | None = None
     past_due_since: datetime | None = Field(
-        default=None, description="when Stripe first reported the subscription unpaid")
+        default=None, description="when Stripe first reported the subscription unpaid"
+    )
     period_start: datetime | None = None
     period_end: datetime | None = None
     stripe_customer_id: str | None = Field(default=None, max_length=255, unique=True)
@@ -135,8 +146,9 @@ class LedgerEntry(SQLModel, table=True):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         sa.CheckConstraint(_one_of("type", ENTRY_TYPES), name="type_known"),
-        sa.CheckConstraint(f"amount >= -{MAX_CREDITS} AND amount <= {MAX_CREDITS}",
-                           name="amount_bounded"),
+        sa.CheckConstraint(
+            f"amount >= -{MAX_CREDITS} AND amount <= {MAX_CREDITS}", name="amount_bounded"
+        ),
         sa.CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
         sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),
         sa.UniqueConstraint("user_id", "idempotency_key"),
@@ -156,8 +168,9 @@ class LedgerEntry(SQLModel, table=True):
     request_hash: str | None = Field(default=None, max_length=64)
     grant_id: int | None = Field(default=None, foreign_key="grants.id")
     hold_id: int | None = Field(default=None, foreign_key="holds.id", index=True)
-    reverses_entry_id: int | None = Field(default=None, foreign_key="ledger_entries.id",
-                                          unique=True)
+    reverses_entry_id: int | None = Field(
+        default=None, foreign_key="ledger_entries.id", unique=True
+    )
     created_at: datetime
 
 
@@ -179,8 +192,16 @@ class AuditRecord(SQLModel, table=True):
 metadata = SQLModel.metadata
 
 
-SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "canceled", "unpaid", "incomplete",
-                         "incomplete_expired", "paused")
+SUBSCRIPTION_STATUSES = (
+    "active",
+    "trialing",
+    "past_due",
+    "canceled",
+    "unpaid",
+    "incomplete",
+    "incomplete_expired",
+    "paused",
+)
 
 
 class Subscription(SQLModel, table=True):

@@ -18,8 +18,11 @@ from creditctl.webhooks.config import WebhookConfig
 def jobs(engine: Engine, config: WebhookConfig) -> list[tuple[str, Any, dict[str, Any]]]:
     """(id, function, interval trigger arguments) of every scheduled job."""
     return [
-        ("retry_failed_webhooks",
-         lambda: job_functions.retry_failed_webhooks(engine, config), {"minutes": 5}),
+        (
+            "retry_failed_webhooks",
+            lambda: job_functions.retry_failed_webhooks(engine, config),
+            {"minutes": 5},
+        ),
         # Safe on every replica: each user is swept under their row lock, once.
         ("expire_holds", lambda: job_functions.expire_holds(engine), {"minutes": 1}),
     ]
@@ -31,7 +34,6 @@ def start(engine: Engine, config: WebhookConfig) -> Any:
 
     scheduler = BackgroundScheduler(timezone="UTC")
     for job_id, function, every in jobs(engine, config):
-        scheduler.add_job(function, "interval", id=job_id, coalesce=True, max_instances=1,
-                          **every)
+        scheduler.add_job(function, "interval", id=job_id, coalesce=True, max_instances=1, **every)
     scheduler.start()
     return scheduler

@@ -29,8 +29,9 @@ _pg_skip_reason: list[str] = []
 def _pg_admin():
     import psycopg
 
-    return psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"),
-                           autocommit=True, connect_timeout=3)
+    return psycopg.connect(
+        PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"), autocommit=True, connect_timeout=3
+    )
 
 
 def _pg_available() -> bool:
@@ -85,10 +86,15 @@ def pg_template() -> Iterator[str]:
 def _backend_params():
     marks = []
     if not PG_AVAILABLE and not IN_CI:
-        marks = [pytest.mark.skip(reason="PostgreSQL not reachable at "
-                                  f"{PG_ADMIN_URL}: PostgreSQL tests skipped")]
-    return [pytest.param("sqlite", id="sqlite"),
-            pytest.param("postgresql", id="postgresql", marks=marks)]
+        marks = [
+            pytest.mark.skip(
+                reason=f"PostgreSQL not reachable at {PG_ADMIN_URL}: PostgreSQL tests skipped"
+            )
+        ]
+    return [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=marks),
+    ]
 
 
 @pytest.fixture(params=_backend_params())
@@ -143,8 +149,12 @@ class Cli:
     """Runs creditctl in-process through Typer's runner against one database."""
 
     def __init__(self, database_url: str, cwd: Path) -> None:
-        self.env = {"CREDITCTL_DATABASE_URL": database_url, "CREDITCTL_OPERATOR": "tester",
-                    "CREDITCTL_CONFIG": "", "CREDITCTL_ENV_FILE": str(cwd / "no.env")}
+        self.env = {
+            "CREDITCTL_DATABASE_URL": database_url,
+            "CREDITCTL_OPERATOR": "tester",
+            "CREDITCTL_CONFIG": "",
+            "CREDITCTL_ENV_FILE": str(cwd / "no.env"),
+        }
         self.runner = CliRunner()
 
     def __call__(self, *args: str, env: dict[str, str] | None = None):
@@ -162,8 +172,9 @@ def cli(database_url, tmp_path, monkeypatch) -> Cli:
 def pytest_collection_modifyitems(config, items):
     if IN_CI and not PG_AVAILABLE:
         reason = _pg_skip_reason[0] if _pg_skip_reason else "unknown"
-        raise pytest.UsageError(f"CI=true but PostgreSQL at {PG_ADMIN_URL} is not reachable: "
-                                f"{reason}")
+        raise pytest.UsageError(
+            f"CI=true but PostgreSQL at {PG_ADMIN_URL} is not reachable: {reason}"
+        )
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -173,10 +184,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(
             f"NOTICE: PostgreSQL tests were skipped: {PG_ADMIN_URL} did not answer "
             f"({_pg_skip_reason[0] if _pg_skip_reason else 'unknown'}). Set CI=true to "
-            "make this a failure.", yellow=True)
+            "make this a failure.",
+            yellow=True,
+        )
 
 
 def pytest_report_header(config):
     state = "reachable" if PG_AVAILABLE else "NOT reachable (PostgreSQL tests skipped)"
-    return [f"creditctl backends: sqlite, postgresql at {PG_ADMIN_URL} {state}",
-            f"python {sys.version.split()[0]}"]
+    return [
+        f"creditctl backends: sqlite, postgresql at {PG_ADMIN_URL} {state}",
+        f"python {sys.version.split()[0]}",
+    ]

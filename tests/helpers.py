@@ -29,14 +29,29 @@ def creditctl_executable() -> str:
     return found
 
 
-def new_user(engine, policy: Policy, user_id: str, *, plan: str = "free",
-             email: str | None = None, now: datetime | None = None) -> dict[str, Any]:
-    return add_user(engine, email or f"{user_id}@example.com", user_id=user_id, plan=plan,
-                    actor="tester", policy=policy, now=now)
+def new_user(
+    engine,
+    policy: Policy,
+    user_id: str,
+    *,
+    plan: str = "free",
+    email: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    return add_user(
+        engine,
+        email or f"{user_id}@example.com",
+        user_id=user_id,
+        plan=plan,
+        actor="tester",
+        policy=policy,
+        now=now,
+    )
 
 
-def empty_user(engine, policy: Policy, user_id: str, credits: int, *,
-               now: datetime | None = None) -> None:
+def empty_user(
+    engine, policy: Policy, user_id: str, credits: int, *, now: datetime | None = None
+) -> None:
     """A free-plan user holding exactly `credits` non-expiring credits."""
     from creditctl.ledger.corrections import adjust, grant
 
@@ -49,12 +64,15 @@ def empty_user(engine, policy: Policy, user_id: str, credits: int, *,
 def snapshot(engine) -> dict[str, Any]:
     """Row counts of every ledger table and the cached balances: equal means nothing written."""
     with engine.connect() as conn:
-        counts = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
-                  for t in TABLES}
-        counts["balances"] = conn.execute(sa.text(
-            "SELECT id, balance, held FROM users ORDER BY id")).all()
-        counts["holds_state"] = conn.execute(sa.text(
-            "SELECT id, status, captured FROM holds ORDER BY id")).all()
+        counts = {
+            t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES
+        }
+        counts["balances"] = conn.execute(
+            sa.text("SELECT id, balance, held FROM users ORDER BY id")
+        ).all()
+        counts["holds_state"] = conn.execute(
+            sa.text("SELECT id, status, captured FROM holds ORDER BY id")
+        ).all()
     return counts
 
 
@@ -67,18 +85,29 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-def run_creditctl(*args: str, database_url: str, cwd: Path, env: dict[str, str] | None = None,
-                  timeout: float = 60) -> subprocess.CompletedProcess:
+def run_creditctl(
+    *args: str, database_url: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Run the installed creditctl as a separate process."""
-    return subprocess.run([creditctl_executable(), *args], cwd=cwd, env=cli_env(
-        database_url, cwd, env), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [creditctl_executable(), *args],
+        cwd=cwd,
+        env=cli_env(database_url, cwd, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def cli_env(database_url: str, cwd: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CREDITCTL_", "STRIPE_"))}
-    env.update({"CREDITCTL_DATABASE_URL": database_url, "CREDITCTL_OPERATOR": "tester",
-                "CREDITCTL_ENV_FILE": str(cwd / "no.env")})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CREDITCTL_", "STRIPE_"))}
+    env.update(
+        {
+            "CREDITCTL_DATABASE_URL": database_url,
+            "CREDITCTL_OPERATOR": "tester",
+            "CREDITCTL_ENV_FILE": str(cwd / "no.env"),
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -93,9 +122,16 @@ WORKERS = Path(__file__).with_name("workers.py")
 def start_workers(worker_args: list[list[str]], go: Path) -> list[subprocess.Popen]:
     """Start one real OS process per argument list; return once all are ready and released."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREDITCTL_")}
-    procs = [subprocess.Popen([sys.executable, str(WORKERS), *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env)
-             for args in worker_args]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKERS), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for args in worker_args
+    ]
     for proc in procs:
         line = proc.stdout.readline()
         assert line.strip() == "ready", (line, proc.stderr.read() if proc.poll() else "")

@@ -43,7 +43,9 @@ def localstripe(directory: Path) -> Iterator[str]:
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
-            stdout=output, stderr=subprocess.STDOUT)
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{url}/js.stripe.com/v3/", process, log)

@@ -17,18 +17,26 @@ pytestmark = pytest.mark.slow
 
 def ledger_totals(engine, user_id: str) -> dict[str, int]:
     with engine.connect() as conn:
-        row = conn.execute(sa.text(
-            "SELECT "
-            " coalesce(sum(CASE WHEN type = 'usage' THEN -amount END), 0) AS deducted,"
-            " coalesce(sum(CASE WHEN type = 'usage' THEN 1 END), 0) AS deducts,"
-            " coalesce(sum(CASE WHEN type = 'capture' THEN quantity END), 0) AS captured "
-            "FROM ledger_entries WHERE user_id = :u"), {"u": user_id}).one()
-        held = conn.execute(sa.text(
-            "SELECT coalesce(sum(amount), 0) FROM holds WHERE user_id = :u AND status = 'open'"),
-            {"u": user_id}).scalar_one()
-        granted = conn.execute(sa.text(
-            "SELECT coalesce(sum(amount), 0) FROM grants WHERE user_id = :u"),
-            {"u": user_id}).scalar_one()
+        row = conn.execute(
+            sa.text(
+                "SELECT "
+                " coalesce(sum(CASE WHEN type = 'usage' THEN -amount END), 0) AS deducted,"
+                " coalesce(sum(CASE WHEN type = 'usage' THEN 1 END), 0) AS deducts,"
+                " coalesce(sum(CASE WHEN type = 'capture' THEN quantity END), 0) AS captured "
+                "FROM ledger_entries WHERE user_id = :u"
+            ),
+            {"u": user_id},
+        ).one()
+        held = conn.execute(
+            sa.text(
+                "SELECT coalesce(sum(amount), 0) FROM holds WHERE user_id = :u AND status = 'open'"
+            ),
+            {"u": user_id},
+        ).scalar_one()
+        granted = conn.execute(
+            sa.text("SELECT coalesce(sum(amount), 0) FROM grants WHERE user_id = :u"),
+            {"u": user_id},
+        ).scalar_one()
     return {**row._asdict(), "held_in_open_holds": held, "granted": granted}
 
 
@@ -37,8 +45,13 @@ def test_eight_processes_deduct_exactly_the_balance(engine, database_url, tmp_pa
 
     empty_user(engine, Policy(), "hot", 2000)
     go = tmp_path / "go"
-    procs = start_workers([["deduct", database_url, "hot", str(go), "500",
-                            "fast" if i % 2 else "full"] for i in range(8)], go)
+    procs = start_workers(
+        [
+            ["deduct", database_url, "hot", str(go), "500", "fast" if i % 2 else "full"]
+            for i in range(8)
+        ],
+        go,
+    )
     results = finish_workers(procs)
     assert sum(r["ok"] for r in results) == 2000
     assert sum(r["refused"] for r in results) == 2000
@@ -55,8 +68,9 @@ def test_mixed_holds_and_deducts_never_oversell_or_leak(engine, database_url, tm
 
     empty_user(engine, Policy(), "busy", 300)
     go = tmp_path / "go"
-    procs = start_workers([["mixed", database_url, "busy", str(go), "120", str(seed)]
-                           for seed in range(8)], go)
+    procs = start_workers(
+        [["mixed", database_url, "busy", str(go), "120", str(seed)] for seed in range(8)], go
+    )
     results = finish_workers(procs)
     spent_reported = sum(r["deducted"] + r["captured"] for r in results)
     totals = ledger_totals(engine, "busy")
@@ -82,8 +96,13 @@ def test_one_key_sent_by_eight_processes_at_once_is_spent_once(engine, database_
 
     empty_user(engine, Policy(), "retry", 100)
     go = tmp_path / "go"
-    procs = start_workers([["keyed", database_url, "retry", str(go), "render-7",
-                            "fast" if i % 2 else "full"] for i in range(8)], go)
+    procs = start_workers(
+        [
+            ["keyed", database_url, "retry", str(go), "render-7", "fast" if i % 2 else "full"]
+            for i in range(8)
+        ],
+        go,
+    )
     results = finish_workers(procs)
     assert len({r["entry_id"] for r in results}) == 1
     assert sorted(r["replayed"] for r in results) == [False] + [True] * 7

@@ -22,17 +22,17 @@ CREDITS = 100_000  # more than a burst can use: the workers are busy when they d
 
 def committed(engine, user_id: str) -> Counter:
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT type, count(*) FROM ledger_entries WHERE user_id = :u GROUP BY type"),
-            {"u": user_id}).all()
+        rows = conn.execute(
+            sa.text("SELECT type, count(*) FROM ledger_entries WHERE user_id = :u GROUP BY type"),
+            {"u": user_id},
+        ).all()
     return Counter(dict(rows))
 
 
 def test_sigkill_mid_burst_loses_no_credit(engine, database_url, tmp_path):
     empty_user(engine, Policy(), "victim", CREDITS)
     go = tmp_path / "go"
-    procs = start_workers([["burst", database_url, "victim", str(go)]
-                           for _ in range(WORKERS)], go)
+    procs = start_workers([["burst", database_url, "victim", str(go)] for _ in range(WORKERS)], go)
     # Kill each worker once it has committed a few operations, one after another, so the
     # others are still writing: no timing is asserted, only that the kills land mid-burst.
     reported = Counter()
@@ -58,15 +58,22 @@ def test_sigkill_mid_burst_loses_no_credit(engine, database_url, tmp_path):
     assert entries["hold"] >= reported["reserved"]
     assert entries["capture"] >= reported["captured"]
     assert entries["usage"] + entries["hold"] <= (
-        reported["deducted"] + reported["reserved"] + WORKERS)
+        reported["deducted"] + reported["reserved"] + WORKERS
+    )
     with engine.connect() as conn:
-        allocated = conn.execute(sa.text(
-            "SELECT h.status, coalesce(sum(a.amount), 0) FROM holds h LEFT JOIN "
-            "hold_allocations a ON a.hold_id = h.id WHERE h.user_id = 'victim' "
-            "GROUP BY h.status")).all()
-        orphans = conn.execute(sa.text(
-            "SELECT count(*) FROM holds h WHERE NOT EXISTS (SELECT 1 FROM ledger_entries e "
-            "WHERE e.hold_id = h.id AND e.type = 'hold')")).scalar_one()
+        allocated = conn.execute(
+            sa.text(
+                "SELECT h.status, coalesce(sum(a.amount), 0) FROM holds h LEFT JOIN "
+                "hold_allocations a ON a.hold_id = h.id WHERE h.user_id = 'victim' "
+                "GROUP BY h.status"
+            )
+        ).all()
+        orphans = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM holds h WHERE NOT EXISTS (SELECT 1 FROM ledger_entries e "
+                "WHERE e.hold_id = h.id AND e.type = 'hold')"
+            )
+        ).scalar_one()
     assert orphans == 0, "a hold exists without its ledger entry: a half-done reserve"
     held_now = dict(allocated).get("open", 0)
 
@@ -86,7 +93,10 @@ def test_sigkill_mid_burst_loses_no_credit(engine, database_url, tmp_path):
 
 def _spent(engine) -> int:
     with engine.connect() as conn:
-        return conn.execute(sa.text(
-            "SELECT coalesce(sum(CASE WHEN type = 'usage' THEN -amount "
-            "WHEN type = 'capture' THEN quantity ELSE 0 END), 0) FROM ledger_entries "
-            "WHERE user_id = 'victim'")).scalar_one()
+        return conn.execute(
+            sa.text(
+                "SELECT coalesce(sum(CASE WHEN type = 'usage' THEN -amount "
+                "WHEN type = 'capture' THEN quantity ELSE 0 END), 0) FROM ledger_entries "
+                "WHERE user_id = 'victim'"
+            )
+        ).scalar_one()

@@ -14,7 +14,11 @@ def test_a_refused_deduct_under_json_says_why_on_stdout(cli, engine, policy):
     assert result.exit_code == 3
     refusal = json.loads(result.stdout)
     assert (refusal["kind"], refusal["available"], refusal["needed"], refusal["exit_code"]) == (
-        "InsufficientCredits", 105, 500, 3)
+        "InsufficientCredits",
+        105,
+        500,
+        3,
+    )
     assert one_error_line(result.stderr).startswith("error: insufficient credits: u1 has 105")
 
 
@@ -22,11 +26,13 @@ def test_usage_mistakes_are_one_line_with_where_to_look(cli):
     missing = cli("credits", "deduct")
     assert missing.exit_code == 2
     assert one_error_line(missing.stderr) == (
-        "error: Missing argument 'user'. (see `creditctl credits deduct --help`)")
+        "error: Missing argument 'user'. (see `creditctl credits deduct --help`)"
+    )
     unknown = cli("nosuch")
     assert unknown.exit_code == 2
     assert one_error_line(unknown.stderr) == (
-        "error: No such command 'nosuch'. (see `creditctl --help`)")
+        "error: No such command 'nosuch'. (see `creditctl --help`)"
+    )
 
 
 def test_bad_references_and_digits_are_refused_before_anything_is_written(cli, engine, policy):
@@ -46,7 +52,8 @@ def test_a_config_file_that_is_not_utf8_is_a_configuration_error(cli, tmp_path):
     result = cli("--config", str(bad), "config", "show")
     assert result.exit_code == 7
     assert one_error_line(result.stderr) == (
-        f"error: config file {bad} is not UTF-8 text; save it as UTF-8")
+        f"error: config file {bad} is not UTF-8 text; save it as UTF-8"
+    )
 
 
 def test_a_password_in_the_url_query_is_masked_too():

@@ -10,7 +10,8 @@ from creditctl.ledger.history import history
 def test_rendered_statements_are_current():
     with open(fastsql_build.TARGET) as handle:
         assert handle.read() == fastsql_build.source(), (
-            "creditctl/ledger/_fastsql.py is stale: run python -m creditctl.ledger.fastsql_build")
+            "creditctl/ledger/_fastsql.py is stale: run python -m creditctl.ledger.fastsql_build"
+        )
 
 
 def _database(engine, database_url):
@@ -24,7 +25,11 @@ def test_fast_deduct_matches_the_ledger(engine, database_url, policy):
     assert (posting.user_id, posting.amount, posting.balance_after) == ("f1", -7, 98)
     last = history(engine, "f1")[-1]
     assert (last["id"], last["type"], last["amount"], last["reference"]) == (
-        posting.entry_id, "usage", -7, "r1")
+        posting.entry_id,
+        "usage",
+        -7,
+        "r1",
+    )
     assert fastpath.balance(db, "f1").available == full_balance(engine, "f1").available == 98
     assert verify(engine)["ok"]
 
@@ -40,8 +45,7 @@ def test_fast_deduct_replays_a_key_through_the_ledger(engine, database_url, poli
 
 def test_unlimited_plan_records_usage_without_spending(engine, database_url, policy):
     add_user(engine, "u@example.com", user_id="u1", actor="t", policy=policy, plan="ultimate")
-    posting = fastpath.deduct(_database(engine, database_url), "u1", 500, actor="t",
-                              policy=policy)
+    posting = fastpath.deduct(_database(engine, database_url), "u1", 500, actor="t", policy=policy)
     assert (posting.amount, posting.extra["unlimited"], posting.balance_after) == (0, True, 5)
     assert history(engine, "u1")[-1]["quantity"] == 500
     assert verify(engine)["ok"]

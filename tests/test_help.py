@@ -37,12 +37,34 @@ def without_example(paths: list[tuple[str, ...]]) -> list[str]:
 
 def test_the_walk_finds_the_documented_commands():
     paths = {" ".join(p) for p in command_paths()}
-    assert {"", "init", "account", "run", "db upgrade", "db current", "config show",
-            "users add", "users show", "users search", "users list", "credits balance",
-            "credits check", "credits deduct", "credits grant", "credits adjust",
-            "credits reverse", "credits history", "credits reserve", "credits capture",
-            "credits release", "holds list", "holds expire", "features check", "audit log",
-            "audit verify"} <= paths
+    assert {
+        "",
+        "init",
+        "account",
+        "run",
+        "db upgrade",
+        "db current",
+        "config show",
+        "users add",
+        "users show",
+        "users search",
+        "users list",
+        "credits balance",
+        "credits check",
+        "credits deduct",
+        "credits grant",
+        "credits adjust",
+        "credits reverse",
+        "credits history",
+        "credits reserve",
+        "credits capture",
+        "credits release",
+        "holds list",
+        "holds expire",
+        "features check",
+        "audit log",
+        "audit verify",
+    } <= paths
 
 
 def test_every_command_has_help_with_an_example():

@@ -28,8 +28,11 @@ def balance(cli, user: str = "u1") -> dict:
 
 def hold_entries(cli, hold_id: int, user: str = "u1") -> list[tuple]:
     rows = json.loads(cli("credits", "history", user, "--json").stdout)
-    return [(e["type"], e["amount"], e["quantity"], e["reference"])
-            for e in rows if e["hold_id"] == hold_id]
+    return [
+        (e["type"], e["amount"], e["quantity"], e["reference"])
+        for e in rows
+        if e["hold_id"] == hold_id
+    ]
 
 
 @pytest.fixture
@@ -46,11 +49,13 @@ def test_reserve_holds_credits_away_from_everyone_else(cli, user):
     refused = cli("credits", "deduct", "u1", "6")
     assert refused.exit_code == 3
     assert one_error_line(refused.stderr).startswith(
-        "error: insufficient credits: u1 has 5 available, 6 needed;")
+        "error: insufficient credits: u1 has 5 available, 6 needed;"
+    )
     assert cli("credits", "reserve", "u1", "6").exit_code == 3
     listed = json.loads(cli("holds", "list", "--user", "alice@example.com", "--json").stdout)
     assert [(h["hold_id"], h["amount"], h["reference"], h["state"]) for h in listed] == [
-        (hold["hold_id"], 100, "render-1", "open")]
+        (hold["hold_id"], 100, "render-1", "open")
+    ]
     account = json.loads(cli("account", "u1", "--json").stdout)
     assert [h["hold_id"] for h in account["holds"]] == [hold["hold_id"]]
     assert account["balance"]["held"] == 100
@@ -68,10 +73,13 @@ def test_full_capture_spends_the_hold(cli, user):
     result = cli("credits", "capture", str(hold["hold_id"]), "--json")
     assert result.exit_code == 0, result.stderr
     captured = json.loads(result.stdout)
-    assert (captured["status"], captured["captured"], captured["available"],
-            captured["held"]) == ("captured", 10, 95, 0)
-    assert hold_entries(cli, hold["hold_id"]) == [("hold", -10, 10, "r1"),
-                                                   ("capture", 0, 10, "r1")]
+    assert (captured["status"], captured["captured"], captured["available"], captured["held"]) == (
+        "captured",
+        10,
+        95,
+        0,
+    )
+    assert hold_entries(cli, hold["hold_id"]) == [("hold", -10, 10, "r1"), ("capture", 0, 10, "r1")]
     assert balance(cli)["available"] == 95
     assert cli("holds", "list", "--json").stdout.strip() == "[]"
 
@@ -83,7 +91,10 @@ def test_partial_capture_returns_the_rest_at_once(cli, user):
     assert json.loads(result.stdout)["captured"] == 4
     assert (balance(cli)["available"], balance(cli)["held"]) == (101, 0)
     assert hold_entries(cli, hold["hold_id"]) == [
-        ("hold", -10, 10, "r2"), ("capture", 0, 4, "r2"), ("release", 6, 0, "r2")]
+        ("hold", -10, 10, "r2"),
+        ("capture", 0, 4, "r2"),
+        ("release", 6, 0, "r2"),
+    ]
     assert cli("audit", "verify").exit_code == 0
 
 
@@ -103,7 +114,8 @@ def test_settled_hold_cannot_be_settled_again(cli, user, engine, second):
     again = cli("credits", *second[:1], hold_id, *second[1:])
     assert again.exit_code == 5
     assert one_error_line(again.stderr) == (
-        f"error: hold {hold_id} is already captured; nothing was changed")
+        f"error: hold {hold_id} is already captured; nothing was changed"
+    )
     assert snapshot(engine) == before
 
 
@@ -113,7 +125,8 @@ def test_capturing_more_than_was_held_is_a_usage_error(cli, user, engine):
     result = cli("credits", "capture", hold_id, "11")
     assert result.exit_code == 2
     assert one_error_line(result.stderr) == (
-        f"error: cannot capture 11 credits: hold {hold_id} holds only 10")
+        f"error: cannot capture 11 credits: hold {hold_id} holds only 10"
+    )
     assert snapshot(engine) == before
     assert cli("credits", "capture", hold_id, "10").exit_code == 0
 
@@ -123,7 +136,8 @@ def test_unknown_hold_is_not_found(cli, user):
         result = cli("credits", verb, "424242")
         assert result.exit_code == 4
         assert one_error_line(result.stderr) == (
-            "error: hold 424242 does not exist; see `creditctl holds list`")
+            "error: hold 424242 does not exist; see `creditctl holds list`"
+        )
 
 
 def test_bad_ttl_is_refused_and_nothing_is_held(cli, user, engine):
@@ -154,7 +168,8 @@ def test_expired_hold_counts_as_released_before_the_sweep(cli, database_url):
         assert late.exit_code == 5
         assert one_error_line(late.stderr) == (
             f"error: hold {hold_id} expired at 2026-01-10T12:30:00Z; its credits went back to "
-            "the balance, so nothing was captured or released")
+            "the balance, so nothing was captured or released"
+        )
         # No sweep has run: every read must still see the credits back.
         listed = json.loads(cli("holds", "list", "--json").stdout)
         assert [h["state"] for h in listed] == ["expired (not yet swept)"]
@@ -164,12 +179,12 @@ def test_expired_hold_counts_as_released_before_the_sweep(cli, database_url):
         released = cli("credits", "release", str(hold_id))
         assert released.exit_code == 5
         assert one_error_line(released.stderr) == (
-            f"error: hold {hold_id} is already expired; nothing was changed")
+            f"error: hold {hold_id} is already expired; nothing was changed"
+        )
         swept = cli("holds", "expire", "--json")
         assert swept.exit_code == 0
         assert cli("holds", "list", "--json").stdout.strip() == "[]"
-        assert hold_entries(cli, hold_id) == [("hold", -100, 100, "r9"),
-                                              ("release", 100, 0, "r9")]
+        assert hold_entries(cli, hold_id) == [("hold", -100, 100, "r9"), ("release", 100, 0, "r9")]
         assert cli("audit", "verify").exit_code == 0
 
 
@@ -186,8 +201,10 @@ def test_deduct_right_after_a_hold_expires_counts_its_credits(cli):
 
 def test_holds_expire_sweeps_holds_of_unlimited_users(cli):
     with freeze_time(T0) as clock:
-        assert cli("users", "add", "vip@example.com", "--id", "u9", "--plan",
-                   "ultimate").exit_code == 0
+        assert (
+            cli("users", "add", "vip@example.com", "--id", "u9", "--plan", "ultimate").exit_code
+            == 0
+        )
         hold = reserve(cli, "u9", "500", "--ttl", "1m")
         assert hold["status"] == "open"
         clock.tick(timedelta(minutes=2))
@@ -198,8 +215,9 @@ def test_holds_expire_sweeps_holds_of_unlimited_users(cli):
 
 def test_expiry_sweep_in_the_domain_returns_credits_to_their_grants(engine, policy):
     new_user(engine, policy, "u1", now=T0)
-    hold = holds.reserve(engine, "u1", 50, ttl=timedelta(minutes=5), actor="op",
-                         policy=policy, now=T0)
+    hold = holds.reserve(
+        engine, "u1", 50, ttl=timedelta(minutes=5), actor="op", policy=policy, now=T0
+    )
     assert holds.expire(engine, now=T0 + timedelta(minutes=4)) == {"users": 0, "entries": 0}
     assert holds.expire(engine, now=T0 + timedelta(minutes=5)) == {"users": 1, "entries": 1}
     with pytest.raises(HoldSettled, match="already expired"):
@@ -212,10 +230,12 @@ def test_hold_taken_from_a_grant_that_lapses_meanwhile(engine, policy):
     """Credits captured from an expiring grant are spent; the rest expire with the grant."""
     new_user(engine, policy, "u1", now=T0)
     corrections.adjust(engine, "u1", -105, actor="op", reason="empty", policy=policy, now=T0)
-    corrections.grant(engine, "u1", 10, actor="op", reason="promo", now=T0,
-                 expires_at=T0 + timedelta(minutes=10))
-    hold = holds.reserve(engine, "u1", 10, ttl=timedelta(minutes=30), actor="op",
-                         policy=policy, now=T0)
+    corrections.grant(
+        engine, "u1", 10, actor="op", reason="promo", now=T0, expires_at=T0 + timedelta(minutes=10)
+    )
+    hold = holds.reserve(
+        engine, "u1", 10, ttl=timedelta(minutes=30), actor="op", policy=policy, now=T0
+    )
     later = T0 + timedelta(minutes=20)
     assert balances.balance(engine, "u1", now=later).available == 0
     result = holds.capture(engine, hold.hold_id, 4, actor="op", now=later)
@@ -227,12 +247,14 @@ def test_reserve_refused_changes_nothing(engine, policy):
     new_user(engine, policy, "u1", now=T0)
     before = snapshot(engine)
     with pytest.raises(InsufficientCredits):
-        holds.reserve(engine, "u1", 106, ttl=timedelta(minutes=5), actor="op", policy=policy,
-                      now=T0)
+        holds.reserve(
+            engine, "u1", 106, ttl=timedelta(minutes=5), actor="op", policy=policy, now=T0
+        )
     assert snapshot(engine) == before
     with pytest.raises(NotFound):
-        holds.reserve(engine, "nobody", 1, ttl=timedelta(minutes=5), actor="op", policy=policy,
-                      now=T0)
+        holds.reserve(
+            engine, "nobody", 1, ttl=timedelta(minutes=5), actor="op", policy=policy, now=T0
+        )
     assert snapshot(engine) == before
 
 
@@ -241,34 +263,46 @@ def test_hold_commands_retried_with_a_key(cli, user, engine, verb):
     hold_id = None
     if verb != "reserve":
         hold_id = str(reserve(cli, "u1", "10")["hold_id"])
-    args = {"reserve": ("credits", "reserve", "u1", "7", "--ref", "r"),
-            "capture": ("credits", "capture", hold_id or "", "6"),
-            "release": ("credits", "release", hold_id or "")}[verb]
+    args = {
+        "reserve": ("credits", "reserve", "u1", "7", "--ref", "r"),
+        "capture": ("credits", "capture", hold_id or "", "6"),
+        "release": ("credits", "release", hold_id or ""),
+    }[verb]
     first = cli(*args, "--key", "job-1", "--json")
     assert first.exit_code == 0, first.stderr
     after_first = snapshot(engine)
     again = cli(*args, "--key", "job-1", "--json")
     assert again.exit_code == 0, again.stderr
     one, two = json.loads(first.stdout), json.loads(again.stdout)
-    assert (two["hold_id"], two["entry_id"], two["replayed"]) == (one["hold_id"],
-                                                                  one["entry_id"], True)
+    assert (two["hold_id"], two["entry_id"], two["replayed"]) == (
+        one["hold_id"],
+        one["entry_id"],
+        True,
+    )
     assert snapshot(engine) == after_first
-    changed = {"reserve": ("credits", "reserve", "u1", "8", "--ref", "r"),
-               "capture": ("credits", "capture", hold_id or "", "5"),
-               "release": ("credits", "release", str(reserve(cli, "u1", "1")["hold_id"]))}[verb]
+    changed = {
+        "reserve": ("credits", "reserve", "u1", "8", "--ref", "r"),
+        "capture": ("credits", "capture", hold_id or "", "5"),
+        "release": ("credits", "release", str(reserve(cli, "u1", "1")["hold_id"])),
+    }[verb]
     before_conflict = snapshot(engine)
     conflict = cli(*changed, "--key", "job-1")
     assert conflict.exit_code == 5
     assert "error: idempotency key 'job-1' was already used for a different request" in (
-        one_error_line(conflict.stderr))
+        one_error_line(conflict.stderr)
+    )
     assert snapshot(engine) == before_conflict
 
 
 def test_capture_amount_zero_and_bad_hold_ids(cli, user, engine):
     hold_id = str(reserve(cli, "u1", "10")["hold_id"])
     before = snapshot(engine)
-    for args in (("capture", hold_id, "0"), ("capture", "abc"), ("release", "-1"),
-                 ("capture", hold_id, "2.5")):
+    for args in (
+        ("capture", hold_id, "0"),
+        ("capture", "abc"),
+        ("release", "-1"),
+        ("capture", hold_id, "2.5"),
+    ):
         result = cli("credits", *args)
         assert result.exit_code == 2, (args, result.output)
         one_error_line(result.stderr)
@@ -277,7 +311,8 @@ def test_capture_amount_zero_and_bad_hold_ids(cli, user, engine):
 
 def test_capture_more_than_held_in_the_domain(engine, policy):
     new_user(engine, policy, "u1", now=T0)
-    hold = holds.reserve(engine, "u1", 5, ttl=timedelta(minutes=5), actor="op", policy=policy,
-                         now=T0)
+    hold = holds.reserve(
+        engine, "u1", 5, ttl=timedelta(minutes=5), actor="op", policy=policy, now=T0
+    )
     with pytest.raises(InvalidInput):
         holds.capture(engine, hold.hold_id, 6, actor="op", now=T0)

@@ -52,10 +52,10 @@ def _one_result(results):
 def test_duplicates_of_a_spend_of_everything_replay(engine, policy, user, operation):
     calls = {
         "deduct": lambda: deduct(engine, user, 105, actor="t", policy=policy, key="k"),
-        "adjust": lambda: adjust(engine, user, -105, actor="t", reason="r", policy=policy,
-                                 key="k"),
-        "reserve": lambda: reserve(engine, user, 105, ttl=timedelta(minutes=5), actor="t",
-                                   policy=policy, key="k"),
+        "adjust": lambda: adjust(engine, user, -105, actor="t", reason="r", policy=policy, key="k"),
+        "reserve": lambda: reserve(
+            engine, user, 105, ttl=timedelta(minutes=5), actor="t", policy=policy, key="k"
+        ),
     }
     _one_result(_at_once(calls[operation]))
     assert balance(engine, user).available == 0

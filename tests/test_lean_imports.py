@@ -32,9 +32,14 @@ sys.stderr.write("MODULES " + json.dumps({"code": code, "modules": sorted(sys.mo
 
 
 def imported(args: list[str], database_url: str, cwd, preimport: str = "") -> set[str]:
-    result = subprocess.run([sys.executable, "-c", HARNESS, json.dumps(args), preimport],
-                            cwd=cwd, env=cli_env(database_url, cwd), capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", HARNESS, json.dumps(args), preimport],
+        cwd=cwd,
+        env=cli_env(database_url, cwd),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     line = [x for x in result.stderr.splitlines() if x.startswith("MODULES ")][-1]
     report = json.loads(line.removeprefix("MODULES "))
     assert report["code"] == 0, (args, result.stderr)

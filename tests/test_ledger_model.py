@@ -41,8 +41,13 @@ from creditctl.ledger.audit import verify
 
 _users = itertools.count()
 STEPS = [timedelta(minutes=m) for m in (1, 20, 60, 5 * 60, 24 * 60, 10 * 24 * 60, 25 * 24 * 60)]
-GRANT_LIFETIMES = [None, timedelta(hours=1), timedelta(hours=5), timedelta(days=2),
-                   timedelta(days=20)]
+GRANT_LIFETIMES = [
+    None,
+    timedelta(hours=1),
+    timedelta(hours=5),
+    timedelta(days=2),
+    timedelta(days=20),
+]
 HOLD_TTLS = [timedelta(minutes=m) for m in (1, 30, 120)]
 
 
@@ -97,9 +102,10 @@ class Model:
 
     def draw(self, amount: int, prefer: int | None = None) -> dict[int, int]:
         """Take `amount` from grants, soonest expiry first (`prefer` before all)."""
-        order = sorted((g for g, grant in self.grants.items()
-                        if grant.remaining > 0 and self.live(g)),
-                       key=lambda g: (g != prefer, self._expiry_key(g), g))
+        order = sorted(
+            (g for g, grant in self.grants.items() if grant.remaining > 0 and self.live(g)),
+            key=lambda g: (g != prefer, self._expiry_key(g), g),
+        )
         taken: dict[int, int] = {}
         for grant_id in order:
             part = min(amount, self.grants[grant_id].remaining)
@@ -140,10 +146,15 @@ class LedgerMachine(RuleBasedStateMachine):
         new_user(self.engine, self.policy, self.user, now=T0)
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(grants.c.id, grants.c.remaining, grants.c.expires_at,
-                          entries.c.id.label("entry_id"))
+                sa.select(
+                    grants.c.id,
+                    grants.c.remaining,
+                    grants.c.expires_at,
+                    entries.c.id.label("entry_id"),
+                )
                 .join_from(grants, entries, entries.c.grant_id == grants.c.id)
-                .where(grants.c.user_id == self.user)).all()
+                .where(grants.c.user_id == self.user)
+            ).all()
         for row in rows:
             self.model.grants[row.id] = ModelGrant(row.remaining, row.expires_at)
             self.entries[row.entry_id] = ModelEntry(row.remaining, row.id, reversible=True)
@@ -159,8 +170,15 @@ class LedgerMachine(RuleBasedStateMachine):
     def grant(self, amount: int, lifetime: timedelta | None) -> None:
         expires_at = None if lifetime is None else self.model.now + lifetime
         self._before()
-        posting = corrections.grant(self.engine, self.user, amount, actor="model", reason="model",
-                               expires_at=expires_at, now=self.model.now)
+        posting = corrections.grant(
+            self.engine,
+            self.user,
+            amount,
+            actor="model",
+            reason="model",
+            expires_at=expires_at,
+            now=self.model.now,
+        )
         self.model.grants[posting.grant_id] = ModelGrant(amount, expires_at)
         self.entries[posting.entry_id] = ModelEntry(amount, posting.grant_id, reversible=True)
         self._after()
@@ -186,17 +204,34 @@ class LedgerMachine(RuleBasedStateMachine):
             assert posting.balance_after == self.model.available
             self.entries[posting.entry_id] = ModelEntry(-amount, None, reversible=True)
 
-        self._spend(amount, lambda: spending.deduct(self.engine, self.user, amount, actor="model",
-                                                  policy=self.policy, now=self.model.now),
-                    record)
+        self._spend(
+            amount,
+            lambda: spending.deduct(
+                self.engine,
+                self.user,
+                amount,
+                actor="model",
+                policy=self.policy,
+                now=self.model.now,
+            ),
+            record,
+        )
 
     @rule(delta=st.integers(-60, 60).filter(bool))
     def adjust(self, delta: int) -> None:
         def call():
-            return corrections.adjust(self.engine, self.user, delta, actor="model", reason="model",
-                                 policy=self.policy, now=self.model.now)
+            return corrections.adjust(
+                self.engine,
+                self.user,
+                delta,
+                actor="model",
+                reason="model",
+                policy=self.policy,
+                now=self.model.now,
+            )
 
         if delta < 0:
+
             def record(posting, _taken) -> None:
                 self.entries[posting.entry_id] = ModelEntry(delta, None, reversible=True)
 
@@ -215,8 +250,14 @@ class LedgerMachine(RuleBasedStateMachine):
         entry = self.entries[entry_id]
 
         def call():
-            return corrections.reverse(self.engine, entry_id, actor="model", reason="model",
-                                  policy=self.policy, now=self.model.now)
+            return corrections.reverse(
+                self.engine,
+                entry_id,
+                actor="model",
+                reason="model",
+                policy=self.policy,
+                now=self.model.now,
+            )
 
         if not entry.reversible or entry.reversed:
             expected = AlreadyReversed if entry.reversed else Conflict
@@ -253,20 +294,33 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _reversed(self, entry: ModelEntry, posting) -> None:
         entry.reversed = True
-        self.entries[posting.entry_id] = ModelEntry(posting.amount, posting.grant_id,
-                                                    reversible=False)
+        self.entries[posting.entry_id] = ModelEntry(
+            posting.amount, posting.grant_id, reversible=False
+        )
 
     @rule(amount=st.integers(1, 40), ttl=st.sampled_from(HOLD_TTLS))
     def reserve(self, amount: int, ttl: timedelta) -> None:
         def record(result, taken) -> None:
-            assert (result.available, result.held) == (self.model.available,
-                                                       self.model.held + amount)
+            assert (result.available, result.held) == (
+                self.model.available,
+                self.model.held + amount,
+            )
             self.model.holds[result.hold_id] = ModelHold(amount, self.model.now + ttl, taken)
             self.entries[result.entry_id] = ModelEntry(-amount, None, reversible=False)
 
-        self._spend(amount, lambda: holds.reserve(self.engine, self.user, amount, ttl=ttl,
-                                                  actor="model", policy=self.policy,
-                                                  now=self.model.now), record)
+        self._spend(
+            amount,
+            lambda: holds.reserve(
+                self.engine,
+                self.user,
+                amount,
+                ttl=ttl,
+                actor="model",
+                policy=self.policy,
+                now=self.model.now,
+            ),
+            record,
+        )
 
     @precondition(lambda self: self.model.holds)
     @rule(data=st.data(), whole=st.booleans(), extra=st.integers(-40, 3))
@@ -274,15 +328,21 @@ class LedgerMachine(RuleBasedStateMachine):
         hold_id = data.draw(st.sampled_from(sorted(self.model.holds)), label="hold")
         hold = self.model.holds[hold_id]
         spend = None if whole else max(1, hold.amount + extra)
-        self._settle_hold(hold_id, spend, lambda: holds.capture(
-            self.engine, hold_id, spend, actor="model", now=self.model.now))
+        self._settle_hold(
+            hold_id,
+            spend,
+            lambda: holds.capture(self.engine, hold_id, spend, actor="model", now=self.model.now),
+        )
 
     @precondition(lambda self: self.model.holds)
     @rule(data=st.data())
     def release(self, data) -> None:
         hold_id = data.draw(st.sampled_from(sorted(self.model.holds)), label="hold")
-        self._settle_hold(hold_id, 0, lambda: holds.release(
-            self.engine, hold_id, actor="model", now=self.model.now))
+        self._settle_hold(
+            hold_id,
+            0,
+            lambda: holds.release(self.engine, hold_id, actor="model", now=self.model.now),
+        )
 
     def _settle_hold(self, hold_id: int, spend: int | None, call) -> None:
         hold = self.model.holds[hold_id]
@@ -331,8 +391,11 @@ class LedgerMachine(RuleBasedStateMachine):
     def matches_model_when_settled(self) -> None:
         with self.engine.connect() as conn:
             row = lookup.user_state(conn, self.user)
-            remaining = dict(conn.execute(sa.text(
-                "SELECT id, remaining FROM grants WHERE user_id = :u"), {"u": self.user}).all())
+            remaining = dict(
+                conn.execute(
+                    sa.text("SELECT id, remaining FROM grants WHERE user_id = :u"), {"u": self.user}
+                ).all()
+            )
         if lookup.needs_settling(row, self.model.now):
             return  # an expired grant or hold awaits the sweep; the next read settles it
         self.model.settle()
@@ -343,9 +406,15 @@ class LedgerMachine(RuleBasedStateMachine):
 def test_ledger_matches_the_model(engine, policy):
     LedgerMachine.engine, LedgerMachine.policy = engine, policy
     try:
-        run_state_machine_as_test(LedgerMachine, settings=settings(
-            max_examples=int(os.environ.get("CREDITCTL_MODEL_EXAMPLES", "25")),
-            stateful_step_count=30, deadline=None, derandomize=False,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+        run_state_machine_as_test(
+            LedgerMachine,
+            settings=settings(
+                max_examples=int(os.environ.get("CREDITCTL_MODEL_EXAMPLES", "25")),
+                stateful_step_count=30,
+                deadline=None,
+                derandomize=False,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            ),
+        )
     finally:
         LedgerMachine.engine = LedgerMachine.policy = None

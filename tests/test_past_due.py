@@ -19,24 +19,45 @@ POLICY = Policy(past_due_grace_days=2)
 
 
 def _subscription(engine, status, created, paid=False):
-    run_write(engine, lambda conn: apply_subscription_change(
-        conn, user_id="u1", subscription_id="sub_1", customer_id="cus_1", plan="pro",
-        period_start=START, period_end=START + timedelta(days=30), status=status,
-        stripe_created=created, actor="evt", now=created, paid=paid))
+    run_write(
+        engine,
+        lambda conn: apply_subscription_change(
+            conn,
+            user_id="u1",
+            subscription_id="sub_1",
+            customer_id="cus_1",
+            plan="pro",
+            period_start=START,
+            period_end=START + timedelta(days=30),
+            status=status,
+            stripe_created=created,
+            actor="evt",
+            now=created,
+            paid=paid,
+        ),
+    )
 
 
 @pytest.fixture
 def overdue_user(engine):
-    add_user(engine, "u1@example.com", user_id="u1", actor="t", policy=POLICY, plan="free",
-             now=START - timedelta(days=1))
+    add_user(
+        engine,
+        "u1@example.com",
+        user_id="u1",
+        actor="t",
+        policy=POLICY,
+        plan="free",
+        now=START - timedelta(days=1),
+    )
     _subscription(engine, "active", START, paid=True)
     _subscription(engine, "past_due", FAILED)
     return engine
 
 
 def test_usage_continues_during_the_grace_period(overdue_user):
-    posting = deduct(overdue_user, "u1", 1, actor="t", policy=POLICY,
-                     now=FAILED + timedelta(days=1))
+    posting = deduct(
+        overdue_user, "u1", 1, actor="t", policy=POLICY, now=FAILED + timedelta(days=1)
+    )
     assert posting.amount == -1
 
 
@@ -50,8 +71,10 @@ def test_usage_stops_after_the_grace_period_with_a_way_out(overdue_user):
     view = account_view(overdue_user, "u1", policy=POLICY, now=later)
     assert any("usage is suspended" in w for w in view["warnings"])
     # An operator's correction is not usage and still goes through.
-    assert adjust(overdue_user, "u1", -1, actor="op", reason="fix", policy=POLICY,
-                  now=later).amount == -1
+    assert (
+        adjust(overdue_user, "u1", -1, actor="op", reason="fix", policy=POLICY, now=later).amount
+        == -1
+    )
 
 
 def test_a_paid_invoice_lifts_the_suspension(overdue_user):

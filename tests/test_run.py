@@ -27,13 +27,17 @@ def user(engine, policy):
 
 
 def entries_of(engine, types=("hold", "capture", "release", "usage")) -> list[tuple]:
-    return [(e["type"], e["amount"], e["quantity"], e["reference"])
-            for e in history.history(engine, "u1") if e["type"] in types]
+    return [
+        (e["type"], e["amount"], e["quantity"], e["reference"])
+        for e in history.history(engine, "u1")
+        if e["type"] in types
+    ]
 
 
 def test_command_that_succeeds_is_charged(user, engine, database_url, tmp_path):
-    result = run_creditctl("run", "u1", "5", "--ref", "render-1", "--", "true",
-                           database_url=database_url, cwd=tmp_path)
+    result = run_creditctl(
+        "run", "u1", "5", "--ref", "render-1", "--", "true", database_url=database_url, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert entries_of(engine) == [("hold", -5, 5, "render-1"), ("capture", 0, 5, "render-1")]
     assert balances.balance(engine, "u1").available == 100
@@ -42,35 +46,55 @@ def test_command_that_succeeds_is_charged(user, engine, database_url, tmp_path):
 
 def test_command_output_and_exit_code_pass_through(user, engine, database_url, tmp_path):
     script = "import sys; print('rendered'); sys.stderr.write('warn\\n'); sys.exit(7)"
-    result = run_creditctl("run", "u1", "5", "--", sys.executable, "-c", script,
-                           database_url=database_url, cwd=tmp_path)
+    result = run_creditctl(
+        "run",
+        "u1",
+        "5",
+        "--",
+        sys.executable,
+        "-c",
+        script,
+        database_url=database_url,
+        cwd=tmp_path,
+    )
     assert (result.returncode, result.stdout) == (7, "rendered\n")
     assert "warn" in result.stderr
     assert balances.balance(engine, "u1").available == 105
 
 
 def test_command_that_fails_is_not_charged(user, engine, database_url, tmp_path):
-    result = run_creditctl("run", "u1", "5", "--", "false", database_url=database_url,
-                           cwd=tmp_path)
+    result = run_creditctl("run", "u1", "5", "--", "false", database_url=database_url, cwd=tmp_path)
     assert result.returncode == 1
     assert entries_of(engine) == [("hold", -5, 5, None), ("release", 5, 0, None)]
-    assert (balances.balance(engine, "u1").available, balances.balance(engine, "u1").held) == (105, 0)
+    assert (balances.balance(engine, "u1").available, balances.balance(engine, "u1").held) == (
+        105,
+        0,
+    )
 
 
 def test_refused_run_does_not_start_the_command(user, engine, database_url, tmp_path):
     marker = tmp_path / "ran"
-    result = run_creditctl("run", "u1", "106", "--", "touch", str(marker),
-                           database_url=database_url, cwd=tmp_path)
+    result = run_creditctl(
+        "run", "u1", "106", "--", "touch", str(marker), database_url=database_url, cwd=tmp_path
+    )
     assert result.returncode == 3
     assert one_error_line(result.stderr).startswith(
-        "error: insufficient credits: u1 has 105 available, 106 needed;")
+        "error: insufficient credits: u1 has 105 available, 106 needed;"
+    )
     assert not marker.exists()
     assert entries_of(engine) == []
 
 
 def test_missing_program_is_not_charged(user, engine, database_url, tmp_path):
-    result = run_creditctl("run", "u1", "5", "--", str(tmp_path / "no-such-program"),
-                           database_url=database_url, cwd=tmp_path)
+    result = run_creditctl(
+        "run",
+        "u1",
+        "5",
+        "--",
+        str(tmp_path / "no-such-program"),
+        database_url=database_url,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "nothing was charged" in one_error_line(result.stderr)
     assert balances.balance(engine, "u1").available == 105
@@ -87,10 +111,25 @@ def _start_run(database_url, tmp_path, child: str, *extra: str) -> subprocess.Po
     """`creditctl run u1 5 -- sh -c CHILD`; returns once CHILD has run its STARTED step."""
     started = tmp_path / "started"
     proc = subprocess.Popen(
-        [creditctl_executable(), "run", "u1", "5", *extra, "--", "sh", "-c",
-         child.replace("STARTED", f"touch {started}")],
-        cwd=tmp_path, env=cli_env(database_url, tmp_path), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_interactive)
+        [
+            creditctl_executable(),
+            "run",
+            "u1",
+            "5",
+            *extra,
+            "--",
+            "sh",
+            "-c",
+            child.replace("STARTED", f"touch {started}"),
+        ],
+        cwd=tmp_path,
+        env=cli_env(database_url, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_interactive,
+    )
     while not started.exists():
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.01)
@@ -109,10 +148,14 @@ def test_sigterm_is_forwarded_and_the_hold_released(user, engine, database_url, 
 
 
 @pytest.mark.parametrize("code", [0, 9])
-def test_interrupted_child_that_exits_by_itself_is_not_charged(user, engine, database_url,
-                                                               tmp_path, code):
-    proc = _start_run(database_url, tmp_path,
-                      f"sleep 60 >/dev/null 2>&1 & trap 'kill $!; exit {code}' INT; STARTED; wait")
+def test_interrupted_child_that_exits_by_itself_is_not_charged(
+    user, engine, database_url, tmp_path, code
+):
+    proc = _start_run(
+        database_url,
+        tmp_path,
+        f"sleep 60 >/dev/null 2>&1 & trap 'kill $!; exit {code}' INT; STARTED; wait",
+    )
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
     assert proc.returncode == code
@@ -138,10 +181,23 @@ def test_sigkilled_owner_hold_comes_back_after_its_ttl(user, engine, database_ur
     assert verify(engine)["ok"]
 
 
-def test_hold_that_expires_while_the_command_runs_is_charged_once(user, engine, database_url,
-                                                                   tmp_path):
-    result = run_creditctl("run", "u1", "5", "--ttl", "1s", "--ref", "slow", "--", "sleep",
-                           "1.5", database_url=database_url, cwd=tmp_path)
+def test_hold_that_expires_while_the_command_runs_is_charged_once(
+    user, engine, database_url, tmp_path
+):
+    result = run_creditctl(
+        "run",
+        "u1",
+        "5",
+        "--ttl",
+        "1s",
+        "--ref",
+        "slow",
+        "--",
+        "sleep",
+        "1.5",
+        database_url=database_url,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert balances.balance(engine, "u1").available == 100
     usage = [e for e in entries_of(engine) if e[0] in ("usage", "capture")]
@@ -151,15 +207,20 @@ def test_hold_that_expires_while_the_command_runs_is_charged_once(user, engine, 
 
 def test_signal_ignored_at_start_stays_ignored(user, engine, database_url, tmp_path):
     """Started under nohup-like conditions, creditctl neither forwards nor counts SIGHUP."""
+
     def ignore_hup() -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     started = tmp_path / "started"
     proc = subprocess.Popen(
-        [creditctl_executable(), "run", "u1", "5", "--", "sh", "-c",
-         f"touch {started}; sleep 1"],
-        cwd=tmp_path, env=cli_env(database_url, tmp_path), preexec_fn=ignore_hup,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [creditctl_executable(), "run", "u1", "5", "--", "sh", "-c", f"touch {started}; sleep 1"],
+        cwd=tmp_path,
+        env=cli_env(database_url, tmp_path),
+        preexec_fn=ignore_hup,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while not started.exists():
         time.sleep(0.01)
     proc.send_signal(signal.SIGHUP)
@@ -169,8 +230,13 @@ def test_signal_ignored_at_start_stays_ignored(user, engine, database_url, tmp_p
 
 
 def test_run_json_free_output_and_account_afterwards(user, engine, database_url, tmp_path):
-    assert run_creditctl("run", "u1", "3", "--", "true", database_url=database_url,
-                         cwd=tmp_path).returncode == 0
-    shown = run_creditctl("credits", "balance", "u1", "--json", database_url=database_url,
-                          cwd=tmp_path)
+    assert (
+        run_creditctl(
+            "run", "u1", "3", "--", "true", database_url=database_url, cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    shown = run_creditctl(
+        "credits", "balance", "u1", "--json", database_url=database_url, cwd=tmp_path
+    )
     assert json.loads(shown.stdout)["available"] == 102

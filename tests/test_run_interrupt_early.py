@@ -22,7 +22,10 @@ def test_sigterm_while_the_hold_is_being_taken(engine, policy, database_url, bac
     blocker.execute("BEGIN IMMEDIATE")  # `run` now waits for the lock inside reserve
     process = subprocess.Popen(
         [creditctl_executable(), "run", "u1", "5", "--", "touch", str(marker)],
-        env=cli_env(database_url, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        env=cli_env(database_url, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         time.sleep(3)  # creditctl has started and is blocked on the lock
         process.send_signal(signal.SIGTERM)

@@ -21,37 +21,57 @@ def rows(engine, policy):
     new_user(engine, policy, "u1")
     new_user(engine, policy, "u2")
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO holds (user_id, amount, captured, status, created_at, expires_at) "
-            f"VALUES ('u1', 5, 0, 'open', {NOW}, {NOW})"))
-        conn.execute(sa.text(
-            "INSERT INTO ledger_entries (user_id, type, amount, balance_after, quantity, "
-            "description, actor, idempotency_key, created_at) VALUES "
-            f"('u1', 'usage', 0, 105, 1, '', 'raw', 'key-1', {NOW})"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO holds (user_id, amount, captured, status, created_at, expires_at) "
+                f"VALUES ('u1', 5, 0, 'open', {NOW}, {NOW})"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO ledger_entries (user_id, type, amount, balance_after, quantity, "
+                "description, actor, idempotency_key, created_at) VALUES "
+                f"('u1', 'usage', 0, 105, 1, '', 'raw', 'key-1', {NOW})"
+            )
+        )
     return engine
 
 
-def _entry(type_: str = "usage", amount: int = 0, balance_after: int = 105,
-           key: str = "NULL", user: str = "u1", reverses: str = "NULL") -> str:
-    return ("INSERT INTO ledger_entries (user_id, type, amount, balance_after, quantity, "
-            "description, actor, idempotency_key, reverses_entry_id, created_at) VALUES "
-            f"('{user}', '{type_}', {amount}, {balance_after}, 0, '', 'raw', {key}, {reverses}, "
-            f"{NOW})")
+def _entry(
+    type_: str = "usage",
+    amount: int = 0,
+    balance_after: int = 105,
+    key: str = "NULL",
+    user: str = "u1",
+    reverses: str = "NULL",
+) -> str:
+    return (
+        "INSERT INTO ledger_entries (user_id, type, amount, balance_after, quantity, "
+        "description, actor, idempotency_key, reverses_entry_id, created_at) VALUES "
+        f"('{user}', '{type_}', {amount}, {balance_after}, 0, '', 'raw', {key}, {reverses}, "
+        f"{NOW})"
+    )
 
 
 def _user(email_key: str, balance: int = 0, held: int = 0, user_id: str = "u3") -> str:
-    return ("INSERT INTO users (id, email, email_key, plan, balance, held, created_at) VALUES "
-            f"('{user_id}', 'x@example.com', '{email_key}', 'free', {balance}, {held}, {NOW})")
+    return (
+        "INSERT INTO users (id, email, email_key, plan, balance, held, created_at) VALUES "
+        f"('{user_id}', 'x@example.com', '{email_key}', 'free', {balance}, {held}, {NOW})"
+    )
 
 
 def _grant(amount: int, remaining: int, source: str = "bonus") -> str:
-    return ("INSERT INTO grants (user_id, source, amount, remaining, created_at) VALUES "
-            f"('u1', '{source}', {amount}, {remaining}, {NOW})")
+    return (
+        "INSERT INTO grants (user_id, source, amount, remaining, created_at) VALUES "
+        f"('u1', '{source}', {amount}, {remaining}, {NOW})"
+    )
 
 
 def _hold(amount: int, captured: int, status: str = "open") -> str:
-    return ("INSERT INTO holds (user_id, amount, captured, status, created_at, expires_at) "
-            f"VALUES ('u1', {amount}, {captured}, '{status}', {NOW}, {NOW})")
+    return (
+        "INSERT INTO holds (user_id, amount, captured, status, created_at, expires_at) "
+        f"VALUES ('u1', {amount}, {captured}, '{status}', {NOW}, {NOW})"
+    )
 
 
 REFUSED = {
@@ -86,8 +106,9 @@ def test_database_refuses_bad_rows(rows, case):
         statements = [_entry(reverses="1"), _entry(reverses="1")]
     elif case == "negative allocation":
         hold = "(SELECT max(id) FROM holds)"
-        statements = ["INSERT INTO hold_allocations (hold_id, grant_id, amount) "
-                      f"VALUES ({hold}, 1, -1)"]
+        statements = [
+            f"INSERT INTO hold_allocations (hold_id, grant_id, amount) VALUES ({hold}, 1, -1)"
+        ]
     with pytest.raises(sa.exc.IntegrityError), rows.begin() as conn:
         for statement in statements:
             conn.execute(sa.text(statement))

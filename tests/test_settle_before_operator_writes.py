@@ -14,8 +14,9 @@ LATER = START + timedelta(days=40)  # the free period's 100 credits have lapsed
 
 
 def test_a_grant_after_expiry_prints_the_spendable_balance(engine, policy):
-    add_user(engine, "s@example.com", user_id="s1", actor="t", policy=policy, plan="free",
-             now=START)
+    add_user(
+        engine, "s@example.com", user_id="s1", actor="t", policy=policy, plan="free", now=START
+    )
     posting = grant(engine, "s1", 10, actor="op", reason="make-good", now=LATER)
     assert posting.balance_after == 15  # 5 welcome + 10, not 115
     assert balance(engine, "s1", now=LATER).available == 15
@@ -25,8 +26,9 @@ def test_a_grant_after_expiry_prints_the_spendable_balance(engine, policy):
 
 
 def test_a_positive_adjustment_after_expiry_too(engine, policy):
-    add_user(engine, "s@example.com", user_id="s1", actor="t", policy=policy, plan="free",
-             now=START)
+    add_user(
+        engine, "s@example.com", user_id="s1", actor="t", policy=policy, plan="free", now=START
+    )
     posting = adjust(engine, "s1", 3, actor="op", reason="fix", policy=policy, now=LATER)
     assert posting.balance_after == 8
     assert verify(engine)["ok"]

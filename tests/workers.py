@@ -64,8 +64,14 @@ def mixed(engine, user: str, count: int, seed: int) -> dict[str, int]:
                     spending.deduct(engine, user, amount, actor="worker", policy=POLICY)
                     done["deducted"] += amount
                 else:
-                    hold = holds.reserve(engine, user, amount, ttl=timedelta(minutes=10),
-                                         actor="worker", policy=POLICY)
+                    hold = holds.reserve(
+                        engine,
+                        user,
+                        amount,
+                        ttl=timedelta(minutes=10),
+                        actor="worker",
+                        policy=POLICY,
+                    )
                     open_holds.append((hold.hold_id, amount))
             elif choice < 0.75:
                 hold_id, amount = open_holds.pop(rng.randrange(len(open_holds)))
@@ -86,8 +92,15 @@ def mixed(engine, user: str, count: int, seed: int) -> dict[str, int]:
 def keyed(engine, url: str, user: str, key: str, fast: bool) -> dict[str, object]:
     """One deduct with a key every worker shares: only the first may write."""
     if fast:
-        posting = fastpath.deduct(fastpath.Database(url, 30000, lambda: engine),
-                                  user, 5, actor="worker", policy=POLICY, ref="r", key=key)
+        posting = fastpath.deduct(
+            fastpath.Database(url, 30000, lambda: engine),
+            user,
+            5,
+            actor="worker",
+            policy=POLICY,
+            ref="r",
+            key=key,
+        )
     else:
         posting = spending.deduct(engine, user, 5, actor="worker", policy=POLICY, ref="r", key=key)
     return {"entry_id": posting.entry_id, "replayed": posting.replayed}
@@ -102,8 +115,9 @@ def burst(engine, user: str) -> None:
                 spending.deduct(engine, user, 1, actor="worker", policy=POLICY)
                 report("deducted", 1)
             else:
-                hold = holds.reserve(engine, user, 2, ttl=timedelta(minutes=1), actor="worker",
-                                     policy=POLICY)
+                hold = holds.reserve(
+                    engine, user, 2, ttl=timedelta(minutes=1), actor="worker", policy=POLICY
+                )
                 report("reserved", hold.hold_id)
                 if rng.random() < 0.5:
                     holds.capture(engine, hold.hold_id, 1, actor="worker")

@@ -18,8 +18,9 @@ from creditctl.ledger.lookup import user_state
 from creditctl.ledger.policy import Policy
 
 
-def load_plans(engine: Engine, specs: Mapping[str, PlanSpec],
-               now: datetime | None = None) -> dict[str, str]:
+def load_plans(
+    engine: Engine, specs: Mapping[str, PlanSpec], now: datetime | None = None
+) -> dict[str, str]:
     """Make the plans table match the config; returns each plan's change (added/updated/same)."""
     now = now or utcnow()
     changes: dict[str, str] = {}
@@ -32,8 +33,9 @@ def load_plans(engine: Engine, specs: Mapping[str, PlanSpec],
                 conn.execute(plans.insert().values(**values, updated_at=now))
                 changes[spec.name] = "added"
             elif any(getattr(row, k) != v for k, v in values.items()):
-                conn.execute(plans.update().where(plans.c.name == spec.name)
-                             .values(**values, updated_at=now))
+                conn.execute(
+                    plans.update().where(plans.c.name == spec.name).values(**values, updated_at=now)
+                )
                 changes[spec.name] = "updated"
             else:
                 changes[spec.name] = "unchanged"
@@ -41,26 +43,43 @@ def load_plans(engine: Engine, specs: Mapping[str, PlanSpec],
 
 
 def _columns(spec: PlanSpec) -> dict[str, Any]:
-    return {"name": spec.name, "display_name": spec.display_name, "credits": spec.credits,
-            "features": list(spec.features), "amount": spec.amount, "currency": spec.currency,
-            "interval": spec.interval, "lookup_key": spec.lookup_key, "rollover": spec.rollover}
+    return {
+        "name": spec.name,
+        "display_name": spec.display_name,
+        "credits": spec.credits,
+        "features": list(spec.features),
+        "amount": spec.amount,
+        "currency": spec.currency,
+        "interval": spec.interval,
+        "lookup_key": spec.lookup_key,
+        "rollover": spec.rollover,
+    }
 
 
 def get_plan(conn: Connection, name: str) -> Row:
     row = conn.execute(sa.select(plans).where(plans.c.name == name)).first()
     if row is None:
-        known = ", ".join(conn.execute(sa.select(plans.c.name).order_by(plans.c.name))
-                          .scalars().all()) or "none; run `creditctl init`"
+        known = (
+            ", ".join(conn.execute(sa.select(plans.c.name).order_by(plans.c.name)).scalars().all())
+            or "none; run `creditctl init`"
+        )
         raise InvalidInput(f"unknown plan {name!r}; known plans: {known}")
     return row
 
 
 def plan_dict(row: Row) -> dict[str, Any]:
-    return {"name": row.name, "display_name": row.display_name,
-            "credits": "unlimited" if row.credits is None else row.credits,
-            "features": list(row.features), "amount": row.amount, "currency": row.currency,
-            "interval": row.interval, "lookup_key": row.lookup_key,
-            "stripe_product_id": row.stripe_product_id, "stripe_price_id": row.stripe_price_id}
+    return {
+        "name": row.name,
+        "display_name": row.display_name,
+        "credits": "unlimited" if row.credits is None else row.credits,
+        "features": list(row.features),
+        "amount": row.amount,
+        "currency": row.currency,
+        "interval": row.interval,
+        "lookup_key": row.lookup_key,
+        "stripe_product_id": row.stripe_product_id,
+        "stripe_price_id": row.stripe_price_id,
+    }
 
 
 def list_plans(engine: Engine) -> list[dict[str, Any]]:
@@ -81,5 +100,7 @@ def check_feature(engine: Engine, user: str, feature: str, policy: Policy) -> di
     if not has_feature(list(plan.features), feature):
         raise FeatureNotInPlan(
             f"feature {feature!r} is not in plan {plan.name!r}; {policy.hint(user)}",
-            plan=plan.name, feature=feature)
+            plan=plan.name,
+            feature=feature,
+        )
     return {"user_id": state.id, "plan": plan.name, "feature": feature, "allowed": True}

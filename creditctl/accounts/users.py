@@ -28,14 +28,24 @@ _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
 
 def check_user_id(user_id: str) -> str:
     if not _USER_ID.fullmatch(user_id):
-        raise InvalidInput(f"user id {user_id!r} is not allowed; use 1-128 letters, digits, "
-                           "'_', '.', ':' or '-', starting with a letter or digit")
+        raise InvalidInput(
+            f"user id {user_id!r} is not allowed; use 1-128 letters, digits, "
+            "'_', '.', ':' or '-', starting with a letter or digit"
+        )
     return user_id
 
 
-def add_user(engine: Engine, email: str, *, actor: str, policy: Policy, plan: str,
-             user_id: str | None = None, name: str | None = None,
-             now: datetime | None = None) -> dict[str, Any]:
+def add_user(
+    engine: Engine,
+    email: str,
+    *,
+    actor: str,
+    policy: Policy,
+    plan: str,
+    user_id: str | None = None,
+    name: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Create a user with the welcome grant and, on a free plan, its first period's credits."""
     now = now or utcnow()
     email = parse_email(email)
@@ -46,21 +56,44 @@ def add_user(engine: Engine, email: str, *, actor: str, policy: Policy, plan: st
     def operation(conn: Connection) -> dict[str, Any]:
         _refuse_duplicate(conn, email, user_id)
         plan_row = get_plan(conn, plan)
-        conn.execute(users.insert().values(id=user_id, email=email, email_key=email.lower(),
-                                           name=name, plan=plan, created_at=now))
+        conn.execute(
+            users.insert().values(
+                id=user_id,
+                email=email,
+                email_key=email.lower(),
+                name=name,
+                plan=plan,
+                created_at=now,
+            )
+        )
         if policy.welcome_grant:
-            add_grant(conn, user_id=user_id, source="bonus", amount=policy.welcome_grant,
-                      actor=actor, now=now, description="welcome grant")
+            add_grant(
+                conn,
+                user_id=user_id,
+                source="bonus",
+                amount=policy.welcome_grant,
+                actor=actor,
+                now=now,
+                description="welcome grant",
+            )
         start_local_period(conn, user_id, plan_row, start=now, actor=actor)
-        record(conn, operator=actor, action="user.add", user_id=user_id, reason="new user",
-               now=now, details={"email": email, "plan": plan})
+        record(
+            conn,
+            operator=actor,
+            action="user.add",
+            user_id=user_id,
+            reason="new user",
+            now=now,
+            details={"email": email, "plan": plan},
+        )
         return show(conn, user_id)
 
     return run_write(engine, operation)
 
 
-def start_local_period(conn: Connection, user_id: str, plan_row: Row, *, start: datetime,
-                       actor: str) -> None:
+def start_local_period(
+    conn: Connection, user_id: str, plan_row: Row, *, start: datetime, actor: str
+) -> None:
     """Plans without a price (free) are renewed here, not by Stripe: grant one period's credits.
 
     A user coming back to the plan while an earlier period of it still runs (a paid
@@ -68,23 +101,42 @@ def start_local_period(conn: Connection, user_id: str, plan_row: Row, *, start: 
     """
     if plan_row.amount != 0 or plan_row.credits is None:
         return
-    running = conn.execute(sa.select(grants.c.period_key, grants.c.expires_at).where(
-        grants.c.user_id == user_id, grants.c.source == "plan", grants.c.expires_at > start,
-        grants.c.period_key.startswith(f"{plan_row.name}:", autoescape=True),
-    ).order_by(grants.c.expires_at.desc())).first()
+    running = conn.execute(
+        sa.select(grants.c.period_key, grants.c.expires_at)
+        .where(
+            grants.c.user_id == user_id,
+            grants.c.source == "plan",
+            grants.c.expires_at > start,
+            grants.c.period_key.startswith(f"{plan_row.name}:", autoescape=True),
+        )
+        .order_by(grants.c.expires_at.desc())
+    ).first()
     if running is not None:
-        conn.execute(users.update().where(users.c.id == user_id).values(
-            period_start=datetime.fromisoformat(running.period_key.split(":", 1)[1]),
-            period_end=running.expires_at))
+        conn.execute(
+            users.update()
+            .where(users.c.id == user_id)
+            .values(
+                period_start=datetime.fromisoformat(running.period_key.split(":", 1)[1]),
+                period_end=running.expires_at,
+            )
+        )
         return
     end = period_end(start, plan_row.interval)
-    conn.execute(users.update().where(users.c.id == user_id)
-                 .values(period_start=start, period_end=end))
+    conn.execute(
+        users.update().where(users.c.id == user_id).values(period_start=start, period_end=end)
+    )
     if plan_row.credits > 0:
-        add_grant(conn, user_id=user_id, source="plan", amount=plan_row.credits, actor=actor,
-                  now=start, expires_at=None if plan_row.rollover else end,
-                  period_key=local_period_key(plan_row.name, start),
-                  description=f"{plan_row.name} plan credits until {iso(end)}")
+        add_grant(
+            conn,
+            user_id=user_id,
+            source="plan",
+            amount=plan_row.credits,
+            actor=actor,
+            now=start,
+            expires_at=None if plan_row.rollover else end,
+            period_key=local_period_key(plan_row.name, start),
+            description=f"{plan_row.name} plan credits until {iso(end)}",
+        )
 
 
 def local_period_key(plan: str, start: datetime) -> str:
@@ -93,8 +145,11 @@ def local_period_key(plan: str, start: datetime) -> str:
 
 
 def _refuse_duplicate(conn: Connection, email: str, user_id: str) -> None:
-    clash = conn.execute(sa.select(users.c.id, users.c.email).where(
-        or_(users.c.email_key == email.lower(), users.c.id == user_id))).first()
+    clash = conn.execute(
+        sa.select(users.c.id, users.c.email).where(
+            or_(users.c.email_key == email.lower(), users.c.id == user_id)
+        )
+    ).first()
     if clash is None:
         return
     if clash.id == user_id:
@@ -108,10 +163,18 @@ def show(conn: Connection, user: str) -> dict[str, Any]:
 
 
 def user_dict(row: Row) -> dict[str, Any]:
-    return {"id": row.id, "email": row.email, "name": row.name, "plan": row.plan,
-            "balance": row.balance, "held": row.held,
-            "stripe_customer_id": row.stripe_customer_id, "created_at": iso(row.created_at),
-            "period_start": iso(row.period_start), "period_end": iso(row.period_end)}
+    return {
+        "id": row.id,
+        "email": row.email,
+        "name": row.name,
+        "plan": row.plan,
+        "balance": row.balance,
+        "held": row.held,
+        "stripe_customer_id": row.stripe_customer_id,
+        "created_at": iso(row.created_at),
+        "period_start": iso(row.period_start),
+        "period_end": iso(row.period_end),
+    }
 
 
 def show_user(engine: Engine, user: str) -> dict[str, Any]:
@@ -125,16 +188,21 @@ def search_users(engine: Engine, query: str, limit: int = 50) -> list[dict[str, 
     if not text:
         raise InvalidInput("search text is empty; give part of an email, a user id or cus_...")
     pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    condition = or_(users.c.id == text, users.c.stripe_customer_id == text,
-                    users.c.email_key.like(pattern, escape="\\"))
+    condition = or_(
+        users.c.id == text,
+        users.c.stripe_customer_id == text,
+        users.c.email_key.like(pattern, escape="\\"),
+    )
     with read(engine) as conn:
-        rows = conn.execute(sa.select(users).where(condition)
-                            .order_by(users.c.email_key).limit(limit)).all()
+        rows = conn.execute(
+            sa.select(users).where(condition).order_by(users.c.email_key).limit(limit)
+        ).all()
     return [user_dict(row) for row in rows]
 
 
 def list_users(engine: Engine, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     with read(engine) as conn:
-        rows = conn.execute(sa.select(users).order_by(users.c.created_at, users.c.id)
-                            .limit(limit).offset(offset)).all()
+        rows = conn.execute(
+            sa.select(users).order_by(users.c.created_at, users.c.id).limit(limit).offset(offset)
+        ).all()
     return [user_dict(row) for row in rows]

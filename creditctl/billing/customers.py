@@ -20,6 +20,7 @@ USER_METADATA = "creditctl_user_id"
 
 # --- customers ---------------------------------------------------------------------------------
 
+
 def user_row(conn: Connection, user: str) -> Row:
     return conn.execute(sa.select(users).where(users.c.id == user_state(conn, user).id)).one()
 
@@ -46,9 +47,14 @@ def ensure_customer(engine: Engine, gateway: Gateway, user: str) -> dict[str, An
         if row.name:
             params["name"] = row.name
         customer = stripe_write(
-            engine, "customer.create", row.id, params, gateway.create_customer,
+            engine,
+            "customer.create",
+            row.id,
+            params,
+            gateway.create_customer,
             recorded=lambda conn: _stored_customer(conn, row.id),
-            record=lambda conn, made: _store_customer(conn, row.id, made["id"]))
+            record=lambda conn, made: _store_customer(conn, row.id, made["id"]),
+        )
         action = "stored" if customer.get("stored") else "created"
     stored = run_write(engine, lambda conn: _store_customer(conn, row.id, customer["id"]))
     return {"user_id": row.id, "customer_id": stored, "action": action}
@@ -56,22 +62,29 @@ def ensure_customer(engine: Engine, gateway: Gateway, user: str) -> dict[str, An
 
 def _stored_customer(conn: Connection, user_id: str) -> dict[str, Any] | None:
     """The customer another process recorded for this user meanwhile, if any."""
-    found = conn.execute(sa.select(users.c.stripe_customer_id)
-                         .where(users.c.id == user_id)).scalar()
+    found = conn.execute(
+        sa.select(users.c.stripe_customer_id).where(users.c.id == user_id)
+    ).scalar()
     return {"id": found, "stored": True} if found else None
 
 
 def _store_customer(conn: Connection, user_id: str, customer_id: str) -> str:
     """Record the customer id unless another process recorded one first; returns the id kept."""
-    clash = conn.execute(sa.select(users.c.id).where(
-        users.c.stripe_customer_id == customer_id, users.c.id != user_id)).scalar()
+    clash = conn.execute(
+        sa.select(users.c.id).where(
+            users.c.stripe_customer_id == customer_id, users.c.id != user_id
+        )
+    ).scalar()
     if clash is not None:
         raise Conflict(f"Stripe customer {customer_id} already belongs to user {clash}")
-    conn.execute(users.update().where(users.c.id == user_id,
-                                      users.c.stripe_customer_id.is_(None))
-                 .values(stripe_customer_id=customer_id))
-    return conn.execute(sa.select(users.c.stripe_customer_id)
-                        .where(users.c.id == user_id)).scalar_one()
+    conn.execute(
+        users.update()
+        .where(users.c.id == user_id, users.c.stripe_customer_id.is_(None))
+        .values(stripe_customer_id=customer_id)
+    )
+    return conn.execute(
+        sa.select(users.c.stripe_customer_id).where(users.c.id == user_id)
+    ).scalar_one()
 
 
 def known_customer(engine: Engine, gateway: Gateway, row: Row) -> str | None:

@@ -37,8 +37,13 @@ class Gateway:
 
     @classmethod
     def from_settings(cls, settings: Any, page_size: int = 100, **limits: Any) -> Gateway:
-        return cls(api_key=settings["stripe.api_key"], api_version=settings["stripe.api_version"],
-                   api_base=settings["stripe.api_base"], page_size=page_size, **limits)
+        return cls(
+            api_key=settings["stripe.api_key"],
+            api_version=settings["stripe.api_version"],
+            api_base=settings["stripe.api_base"],
+            page_size=page_size,
+            **limits,
+        )
 
     @property
     def v1(self) -> Any:
@@ -48,14 +53,19 @@ class Gateway:
 
     def _connect(self) -> Any:
         if not self.api_key.strip():
-            raise ConfigError(f"{KEY_VARIABLE} is not set; put the Stripe secret key in the "
-                              f"environment or .env as {KEY_VARIABLE}=sk_...")
+            raise ConfigError(
+                f"{KEY_VARIABLE} is not set; put the Stripe secret key in the "
+                f"environment or .env as {KEY_VARIABLE}=sk_..."
+            )
         import stripe
 
-        return stripe.StripeClient(self.api_key.strip(), stripe_version=self.api_version,
-                                   base_addresses={"api": self.api_base.rstrip("/")},
-                                   max_network_retries=self.retries,
-                                   http_client=stripe.RequestsClient(timeout=self.timeout_seconds))
+        return stripe.StripeClient(
+            self.api_key.strip(),
+            stripe_version=self.api_version,
+            base_addresses={"api": self.api_base.rstrip("/")},
+            max_network_retries=self.retries,
+            http_client=stripe.RequestsClient(timeout=self.timeout_seconds),
+        )
 
     # --- the calls ----------------------------------------------------------------------------
 
@@ -82,8 +92,11 @@ class Gateway:
                 return None
             raise
 
-    def list_all(self, request: Callable[[Any, Params], Any], params: Params,
-                 ) -> Iterator[dict[str, Any]]:
+    def list_all(
+        self,
+        request: Callable[[Any, Params], Any],
+        params: Params,
+    ) -> Iterator[dict[str, Any]]:
         """Every object of a list, following `has_more` pages of `page_size`."""
         import stripe
 
@@ -109,16 +122,16 @@ class Gateway:
         return self.write(lambda v1, o: v1.products.create(params=params, options=o), key)
 
     def update_product(self, product_id: str, params: Params, key: str) -> dict[str, Any]:
-        return self.write(lambda v1, o: v1.products.update(product_id, params=params, options=o),
-                          key)
+        return self.write(
+            lambda v1, o: v1.products.update(product_id, params=params, options=o), key
+        )
 
     def prices_by_lookup_key(self, lookup_keys: list[str]) -> list[dict[str, Any]]:
         """Prices holding these lookup keys, active or archived (Stripe takes 10 keys a call)."""
         found: list[dict[str, Any]] = []
         for start in range(0, len(lookup_keys), 10):
-            chunk = lookup_keys[start:start + 10]
-            found += self.list_all(lambda v1, p: v1.prices.list(params=p),
-                                   {"lookup_keys": chunk})
+            chunk = lookup_keys[start : start + 10]
+            found += self.list_all(lambda v1, p: v1.prices.list(params=p), {"lookup_keys": chunk})
         return found
 
     def create_price(self, params: Params, key: str) -> dict[str, Any]:
@@ -129,26 +142,30 @@ class Gateway:
 
     # checkout and portal
     def create_checkout_session(self, params: Params, key: str) -> dict[str, Any]:
-        return self.write(lambda v1, o: v1.checkout.sessions.create(params=params, options=o),
-                          key)
+        return self.write(lambda v1, o: v1.checkout.sessions.create(params=params, options=o), key)
 
     def create_portal_session(self, params: Params, key: str) -> dict[str, Any]:
         return self.write(
-            lambda v1, o: v1.billing_portal.sessions.create(params=params, options=o), key)
+            lambda v1, o: v1.billing_portal.sessions.create(params=params, options=o), key
+        )
 
     # subscriptions
     def subscriptions_of(self, customer_id: str) -> list[dict[str, Any]]:
         """All of a customer's subscriptions, canceled ones included."""
-        return list(self.list_all(lambda v1, p: v1.subscriptions.list(params=p),
-                                  {"customer": customer_id, "status": "all"}))
+        return list(
+            self.list_all(
+                lambda v1, p: v1.subscriptions.list(params=p),
+                {"customer": customer_id, "status": "all"},
+            )
+        )
 
     def subscription(self, subscription_id: str) -> dict[str, Any] | None:
         return self.retrieve(lambda v1: v1.subscriptions.retrieve(subscription_id))
 
-    def update_subscription(self, subscription_id: str, params: Params,
-                            key: str) -> dict[str, Any]:
+    def update_subscription(self, subscription_id: str, params: Params, key: str) -> dict[str, Any]:
         return self.write(
-            lambda v1, o: v1.subscriptions.update(subscription_id, params=params, options=o), key)
+            lambda v1, o: v1.subscriptions.update(subscription_id, params=params, options=o), key
+        )
 
     def cancel_subscription(self, subscription_id: str, key: str) -> dict[str, Any]:
         return self.write(lambda v1, o: v1.subscriptions.cancel(subscription_id, options=o), key)
@@ -161,8 +178,10 @@ def failure(exc: Exception, api_key: str) -> StripeFailure:
     status = getattr(exc, "http_status", None)
     request_id = getattr(exc, "request_id", None)
     if isinstance(exc, stripe.APIConnectionError):
-        text = (f"could not reach Stripe after {MAX_NETWORK_RETRIES + 1} attempts: "
-                f"{_network_reason(exc.user_message or str(exc))}")
+        text = (
+            f"could not reach Stripe after {MAX_NETWORK_RETRIES + 1} attempts: "
+            f"{_network_reason(exc.user_message or str(exc))}"
+        )
     elif isinstance(exc, stripe.AuthenticationError):
         text = f"Stripe refused the API key; check {KEY_VARIABLE}"
     else:
@@ -175,15 +194,23 @@ def failure(exc: Exception, api_key: str) -> StripeFailure:
     return StripeFailure(text, http_status=status, request_id=request_id, ambiguous=ambiguous)
 
 
-_NETWORK_REASONS = ("Connection refused", "Remote end closed connection", "Connection reset",
-                    "timed out", "Name or service not known", "Temporary failure in name "
-                    "resolution", "No route to host", "certificate verify failed")
+_NETWORK_REASONS = (
+    "Connection refused",
+    "Remote end closed connection",
+    "Connection reset",
+    "timed out",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "No route to host",
+    "certificate verify failed",
+)
 
 
 def _network_reason(text: str) -> str:
     """The cause inside the SDK's long network-error text, e.g. "Connection refused"."""
-    return next((reason for reason in _NETWORK_REASONS if reason.lower() in text.lower()),
-                "no answer")
+    return next(
+        (reason for reason in _NETWORK_REASONS if reason.lower() in text.lower()), "no answer"
+    )
 
 
 def _first_line(text: str) -> str:

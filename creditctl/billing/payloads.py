@@ -45,13 +45,15 @@ def invoice_lines(invoice: Obj) -> list[Obj]:
 
 def _line_subscription(line: Obj) -> str | None:
     return obj_id(line.get("subscription")) or obj_id(
-        _dig(line, "parent", "subscription_item_details", "subscription"))
+        _dig(line, "parent", "subscription_item_details", "subscription")
+    )
 
 
 def invoice_subscription_id(invoice: Obj) -> str | None:
     """The invoice's subscription: `subscription` (old) or `parent.subscription_details` (basil)."""
     found = obj_id(invoice.get("subscription")) or obj_id(
-        _dig(invoice, "parent", "subscription_details", "subscription"))
+        _dig(invoice, "parent", "subscription_details", "subscription")
+    )
     if found:
         return found
     return next((s for s in map(_line_subscription, invoice_lines(invoice)) if s), None)
@@ -59,34 +61,42 @@ def invoice_subscription_id(invoice: Obj) -> str | None:
 
 def invoice_metadata(invoice: Obj) -> dict[str, Any]:
     """The subscription's metadata snapshot on the invoice, in either place."""
-    return (_dig(invoice, "parent", "subscription_details", "metadata")
-            or _dig(invoice, "subscription_details", "metadata")
-            or _dig(invoice, "subscription", "metadata") or {})
+    return (
+        _dig(invoice, "parent", "subscription_details", "metadata")
+        or _dig(invoice, "subscription_details", "metadata")
+        or _dig(invoice, "subscription", "metadata")
+        or {}
+    )
 
 
 def _is_proration(line: Obj) -> bool:
-    return bool(line.get("proration")
-                or _dig(line, "parent", "subscription_item_details", "proration"))
+    return bool(
+        line.get("proration") or _dig(line, "parent", "subscription_item_details", "proration")
+    )
 
 
 def _is_subscription_line(line: Obj) -> bool:
-    return (line.get("type") == "subscription"
-            or _dig(line, "parent", "type") == "subscription_item_details")
+    return (
+        line.get("type") == "subscription"
+        or _dig(line, "parent", "type") == "subscription_item_details"
+    )
 
 
 def line_price(line: Obj | None) -> Any:
     """A line's price: an expanded price or legacy plan (old), or a price id (basil)."""
     if not line:
         return None
-    return (line.get("price") or line.get("plan")
-            or _dig(line, "pricing", "price_details", "price"))
+    return line.get("price") or line.get("plan") or _dig(line, "pricing", "price_details", "price")
 
 
 def subscription_line(invoice: Obj) -> Obj | None:
     """The line that bills the subscription's period: not a proration, when there is one."""
     lines = [line for line in invoice_lines(invoice) if line_price(line)]
-    for wanted in (lambda ln: _is_subscription_line(ln) and not _is_proration(ln),
-                   lambda ln: not _is_proration(ln), lambda ln: True):
+    for wanted in (
+        lambda ln: _is_subscription_line(ln) and not _is_proration(ln),
+        lambda ln: not _is_proration(ln),
+        lambda ln: True,
+    ):
         found = [line for line in lines if wanted(line)]
         if found:
             return found[-1]
@@ -115,5 +125,9 @@ def price_fields(price: Any) -> tuple[str | None, str | None, str | None, Any]:
     """(id, lookup key, metadata.plan, product) of a price, a legacy plan, or a bare id."""
     if not isinstance(price, dict):
         return obj_id(price), None, None, None
-    return (price.get("id"), price.get("lookup_key"), _dig(price, "metadata", "plan"),
-            price.get("product"))
+    return (
+        price.get("id"),
+        price.get("lookup_key"),
+        _dig(price, "metadata", "plan"),
+        price.get("product"),
+    )

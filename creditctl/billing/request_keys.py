@@ -24,10 +24,17 @@ T = TypeVar("T")
 
 # --- idempotency keys for Stripe writes ---------------------------------------------------------
 
-def stripe_write(engine: Engine, kind: str, subject: str, params: Mapping[str, Any],
-                 send: Callable[[dict[str, Any], str], T], *,
-                 recorded: Callable[[Connection], T | None] | None = None,
-                 record: Callable[[Connection, T], object] | None = None) -> T:
+
+def stripe_write(
+    engine: Engine,
+    kind: str,
+    subject: str,
+    params: Mapping[str, Any],
+    send: Callable[[dict[str, Any], str], T],
+    *,
+    recorded: Callable[[Connection], T | None] | None = None,
+    record: Callable[[Connection, T], object] | None = None,
+) -> T:
     """Send one Stripe write under the key stored for this exact operation.
 
     The key outlives a crash or an unanswered request; it is dropped once Stripe has
@@ -51,10 +58,12 @@ def stripe_write(engine: Engine, kind: str, subject: str, params: Mapping[str, A
     return result
 
 
-def _claim_key(engine: Engine, operation: str, kind: str,
-               recorded: Callable[[Connection], Any] | None) -> tuple[str | None, Any]:
+def _claim_key(
+    engine: Engine, operation: str, kind: str, recorded: Callable[[Connection], Any] | None
+) -> tuple[str | None, Any]:
     lookup = sa.select(stripe_requests.c.idempotency_key).where(
-        stripe_requests.c.operation == operation)
+        stripe_requests.c.operation == operation
+    )
     for _ in range(2):
         try:
             with write(engine) as conn:
@@ -64,18 +73,29 @@ def _claim_key(engine: Engine, operation: str, kind: str,
                 key = conn.execute(lookup).scalar()
                 if key is None:
                     key = f"creditctl-{kind}-{uuid.uuid4().hex}"
-                    conn.execute(stripe_requests.insert().values(
-                        operation=operation, idempotency_key=key, created_at=utcnow()))
+                    conn.execute(
+                        stripe_requests.insert().values(
+                            operation=operation, idempotency_key=key, created_at=utcnow()
+                        )
+                    )
                 return key, None
         except sa.exc.IntegrityError:
             continue  # another process claimed the same operation first: use its key
     raise Conflict(f"could not claim an idempotency key for {operation}; try again")
 
 
-def drop_key(engine: Engine, operation: str, *, prefix: bool = False,
-              record: Callable[[Connection], object] | None = None) -> None:
-    match = (stripe_requests.c.operation.startswith(operation, autoescape=True) if prefix
-             else stripe_requests.c.operation == operation)
+def drop_key(
+    engine: Engine,
+    operation: str,
+    *,
+    prefix: bool = False,
+    record: Callable[[Connection], object] | None = None,
+) -> None:
+    match = (
+        stripe_requests.c.operation.startswith(operation, autoescape=True)
+        if prefix
+        else stripe_requests.c.operation == operation
+    )
     with write(engine) as conn:
         if record is not None:
             record(conn)
@@ -85,7 +105,12 @@ def drop_key(engine: Engine, operation: str, *, prefix: bool = False,
 def pending_requests(engine: Engine) -> list[dict[str, Any]]:
     """Stripe writes whose answer was never recorded (a crash or a network failure)."""
     with read(engine) as conn:
-        rows = conn.execute(sa.select(stripe_requests)
-                            .order_by(stripe_requests.c.created_at)).all()
-    return [{"operation": r.operation, "idempotency_key": r.idempotency_key,
-             "created_at": iso(r.created_at)} for r in rows]
+        rows = conn.execute(sa.select(stripe_requests).order_by(stripe_requests.c.created_at)).all()
+    return [
+        {
+            "operation": r.operation,
+            "idempotency_key": r.idempotency_key,
+            "created_at": iso(r.created_at),
+        }
+        for r in rows
+    ]

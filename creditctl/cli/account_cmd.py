@@ -22,25 +22,34 @@ def account(user: UserArg, json: Json = False) -> None:
         emit_json(view)
         return
     b, p, s, u = view["balance"], view["plan"], view["subscription"], view["user"]
-    key_values([
-        ("user", f"{u['id']}  {u['email']}" + (f"  ({u['name']})" if u["name"] else "")),
-        ("stripe customer", u["stripe_customer_id"] or "-"),
-        ("plan", f"{p['name']} ({p['credits_per_period']} credits a period)"),
-        ("features", ", ".join(p["features"])),
-        ("subscription", s["status"]),
-        ("renews", s["renews_at"] or "-"),
-        ("available", "unlimited" if b["unlimited"] else b["available"]),
-        ("  plan credits", b["plan_credits"]),
-        ("  bonus credits", b["bonus_credits"]),
-        ("held", b["held"]),
-    ])
+    key_values(
+        [
+            ("user", f"{u['id']}  {u['email']}" + (f"  ({u['name']})" if u["name"] else "")),
+            ("stripe customer", u["stripe_customer_id"] or "-"),
+            ("plan", f"{p['name']} ({p['credits_per_period']} credits a period)"),
+            ("features", ", ".join(p["features"])),
+            ("subscription", s["status"]),
+            ("renews", s["renews_at"] or "-"),
+            ("available", "unlimited" if b["unlimited"] else b["available"]),
+            ("  plan credits", b["plan_credits"]),
+            ("  bonus credits", b["bonus_credits"]),
+            ("held", b["held"]),
+        ]
+    )
     if view["holds"]:
         say("")
-        table(view["holds"], ("hold_id", "amount", "reference", "expires_at", "state"),
-              title="open holds")
+        table(
+            view["holds"],
+            ("hold_id", "amount", "reference", "expires_at", "state"),
+            title="open holds",
+        )
     say("")
-    table(view["recent_usage"], ("id", "created_at", "type", "quantity", "amount", "reference"),
-          title="recent usage", empty="no usage yet")
+    table(
+        view["recent_usage"],
+        ("id", "created_at", "type", "quantity", "amount", "reference"),
+        title="recent usage",
+        empty="no usage yet",
+    )
     warn(view["warnings"])
 
 

@@ -42,15 +42,22 @@ def report(exc: BaseException, as_json: bool = False) -> int:
         if as_json:
             from creditctl.cli.output import emit_json
 
-            emit_json({"error": exc.message, "exit_code": exc.exit_code,
-                       "kind": type(exc).__name__, **exc.details})
+            emit_json(
+                {
+                    "error": exc.message,
+                    "exit_code": exc.exit_code,
+                    "kind": type(exc).__name__,
+                    **exc.details,
+                }
+            )
         return exc.exit_code
     if os.environ.get(DEBUG_VARIABLE):
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    sys.stderr.write(f"error: unexpected {type(exc).__name__}; set {DEBUG_VARIABLE}=1 to see "
-                     "the traceback\n")
+    sys.stderr.write(
+        f"error: unexpected {type(exc).__name__}; set {DEBUG_VARIABLE}=1 to see the traceback\n"
+    )
     return EXIT_UNEXPECTED
 
 
@@ -64,7 +71,7 @@ def _usage_line(exc: typer.TyperException) -> int:
 
 def _wants_json(ctx) -> bool:  # noqa: ANN001 - click's context
     args = [*getattr(ctx, "_protected_args", []), *ctx.args]
-    return "--json" in (args[:args.index("--")] if "--" in args else args)
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
 
 
 class CreditctlGroup(TyperGroup):
@@ -87,7 +94,7 @@ class CreditctlGroup(TyperGroup):
 app = typer.Typer(
     cls=CreditctlGroup,
     help="Credits ledger and Stripe billing back office.\n\n"
-         "Example: creditctl credits deduct alice@example.com 1 --ref render-42",
+    "Example: creditctl credits deduct alice@example.com 1 --ref render-42",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -96,13 +103,25 @@ app = typer.Typer(
 
 @app.callback()
 def root(
-    config: Annotated[str | None, typer.Option(
-        "--config", help="Config file (default: $CREDITCTL_CONFIG or ./creditctl.toml).")] = None,
-    database_url: Annotated[str | None, typer.Option(
-        "--database-url", help="Database URL; overrides CREDITCTL_DATABASE_URL and the file.",
-    )] = None,
-    operator: Annotated[str | None, typer.Option(
-        "--operator", help="Who is acting (default: $CREDITCTL_OPERATOR or the OS user).")] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config", help="Config file (default: $CREDITCTL_CONFIG or ./creditctl.toml)."
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="Database URL; overrides CREDITCTL_DATABASE_URL and the file.",
+        ),
+    ] = None,
+    operator: Annotated[
+        str | None,
+        typer.Option(
+            "--operator", help="Who is acting (default: $CREDITCTL_OPERATOR or the OS user)."
+        ),
+    ] = None,
 ) -> None:
     """Credits ledger and Stripe billing back office.
 

@@ -10,9 +10,10 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json, UserFilter
 from creditctl.cli.output import emit_json, note, table
 
-app = typer.Typer(help="The audit log and ledger verification.\n\n"
-                  "Example: creditctl audit verify",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="The audit log and ledger verification.\n\nExample: creditctl audit verify",
+    no_args_is_help=True,
+)
 
 
 @app.command("log")
@@ -38,8 +39,12 @@ def log_command(
     if json:
         emit_json(rows)
     else:
-        table(rows, ("id", "created_at", "operator", "action", "user_id", "entry_id", "reason"),
-              title="audit log", empty="no audit records")
+        table(
+            rows,
+            ("id", "created_at", "operator", "action", "user_id", "entry_id", "reason"),
+            title="audit log",
+            empty="no audit records",
+        )
 
 
 @app.command("verify")
@@ -54,10 +59,15 @@ def verify_command(json: Json = False) -> None:
     if json:
         emit_json(result)
     elif result["ok"]:
-        note(f"ok: {result['users']} users, {result['entries']} entries, every balance "
-             "equals its ledger")
+        note(
+            f"ok: {result['users']} users, {result['entries']} entries, every balance "
+            "equals its ledger"
+        )
     else:
-        table(result["problems"], ("user_id", "check", "cached", "recomputed"),
-              title="ledger differences")
+        table(
+            result["problems"],
+            ("user_id", "check", "cached", "recomputed"),
+            title="ledger differences",
+        )
     if not result["ok"]:
         raise typer.Exit(1)

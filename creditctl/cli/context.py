@@ -29,16 +29,23 @@ class AppContext:
     def engine(self):
         from creditctl.db.engine import make_engine
 
-        return make_engine(self.settings.database_url, self.settings["database.busy_timeout_ms"],
-                           create=self.create_database, long_lived=self.long_lived)
+        return make_engine(
+            self.settings.database_url,
+            self.settings["database.busy_timeout_ms"],
+            create=self.create_database,
+            long_lived=self.long_lived,
+        )
 
     @cached_property
     def database(self):
         """The database for the fast path, which opens the full engine only if it must."""
         from creditctl.ledger.fastpath import Database
 
-        return Database(self.settings.database_url, self.settings["database.busy_timeout_ms"],
-                        lambda: self.engine)
+        return Database(
+            self.settings.database_url,
+            self.settings["database.busy_timeout_ms"],
+            lambda: self.engine,
+        )
 
     @cached_property
     def policy(self):

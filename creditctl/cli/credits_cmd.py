@@ -10,14 +10,25 @@ from creditctl.cli.context import current
 from creditctl.cli.options import AmountArg, Json, Key, Reason, Ref, Since, Until, UserArg
 from creditctl.cli.output import emit_json, note, say, table, warn, write_csv
 
-app = typer.Typer(help="Balances, deducts, grants, adjustments, reversals, holds and history.\n\n"
-                       "Example: creditctl credits deduct alice@example.com 1 --ref render-42",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Balances, deducts, grants, adjustments, reversals, holds and history.\n\n"
+    "Example: creditctl credits deduct alice@example.com 1 --ref render-42",
+    no_args_is_help=True,
+)
 
 # Negative numbers reach the command as arguments (and get a clear refusal), not as options.
 SIGNED = {"ignore_unknown_options": True}
-HISTORY_COLUMNS = ("id", "created_at", "type", "amount", "balance_after", "quantity",
-                   "reference", "actor", "description")
+HISTORY_COLUMNS = (
+    "id",
+    "created_at",
+    "type",
+    "amount",
+    "balance_after",
+    "quantity",
+    "reference",
+    "actor",
+    "description",
+)
 
 
 def _amount(text: str, what: str = "amount") -> int:
@@ -51,8 +62,10 @@ def balance_command(user: UserArg, json: Json = False) -> None:
         emit_json(_balance_payload(result, warnings))
         return
     shown = "unlimited" if result.unlimited else result.available
-    say(f"{result.user_id} ({result.email}) plan {result.plan}: available {shown}, "
-        f"held {result.held}")
+    say(
+        f"{result.user_id} ({result.email}) plan {result.plan}: available {shown}, "
+        f"held {result.held}"
+    )
     warn(warnings)
 
 
@@ -78,14 +91,17 @@ def check_command(user: UserArg, amount: AmountArg, json: Json = False) -> None:
     if json:
         emit_json(payload)
     else:
-        say(f"ok: {user} can spend {needed} (available "
-            f"{'unlimited' if result.unlimited else result.available})")
+        say(
+            f"ok: {user} can spend {needed} (available "
+            f"{'unlimited' if result.unlimited else result.available})"
+        )
     warn(warnings)
 
 
 @app.command("deduct", context_settings=SIGNED)
-def deduct_command(user: UserArg, amount: AmountArg, ref: Ref = None, key: Key = None,
-                   json: Json = False) -> None:
+def deduct_command(
+    user: UserArg, amount: AmountArg, ref: Ref = None, key: Key = None, json: Json = False
+) -> None:
     """Spend AMOUNT credits, or refuse (exit 3) and change nothing.
 
     Example: creditctl credits deduct alice@example.com 1 --ref render-42 --key render-42
@@ -95,44 +111,78 @@ def deduct_command(user: UserArg, amount: AmountArg, ref: Ref = None, key: Key =
     from creditctl.ledger.results import Balance
 
     ctx = current()
-    posting = deduct(ctx.database, user, _amount(amount), actor=ctx.operator, policy=ctx.policy,
-                     ref=ref, key=check_key(key))
+    posting = deduct(
+        ctx.database,
+        user,
+        _amount(amount),
+        actor=ctx.operator,
+        policy=ctx.policy,
+        ref=ref,
+        key=check_key(key),
+    )
     extra = posting.extra
-    after = Balance(posting.user_id, "", extra["plan"], extra["unlimited"],
-                    extra["available"], extra["held"])
+    after = Balance(
+        posting.user_id, "", extra["plan"], extra["unlimited"], extra["available"], extra["held"]
+    )
     warnings = after.warnings(ctx.policy)
     if json:
-        emit_json({"user_id": posting.user_id, "entry_id": posting.entry_id,
-                   "amount": posting.amount, "available": after.available,
-                   "held": after.held, "plan": after.plan, "unlimited": after.unlimited,
-                   "replayed": posting.replayed, "warnings": warnings})
+        emit_json(
+            {
+                "user_id": posting.user_id,
+                "entry_id": posting.entry_id,
+                "amount": posting.amount,
+                "available": after.available,
+                "held": after.held,
+                "plan": after.plan,
+                "unlimited": after.unlimited,
+                "replayed": posting.replayed,
+                "warnings": warnings,
+            }
+        )
     else:
         again = " (already done: same key)" if posting.replayed else ""
-        say(f"deducted {_amount(amount)} from {posting.user_id}: entry {posting.entry_id}, "
-            f"available {'unlimited' if after.unlimited else after.available}{again}")
+        say(
+            f"deducted {_amount(amount)} from {posting.user_id}: entry {posting.entry_id}, "
+            f"available {'unlimited' if after.unlimited else after.available}{again}"
+        )
     warn(warnings)
 
 
 def _print_posting(posting: Any, verb: str, json: bool) -> None:
     if json:
-        emit_json({"user_id": posting.user_id, "entry_id": posting.entry_id,
-                   "type": posting.type, "amount": posting.amount,
-                   "balance_after": posting.balance_after, "grant_id": posting.grant_id,
-                   "replayed": posting.replayed})
+        emit_json(
+            {
+                "user_id": posting.user_id,
+                "entry_id": posting.entry_id,
+                "type": posting.type,
+                "amount": posting.amount,
+                "balance_after": posting.balance_after,
+                "grant_id": posting.grant_id,
+                "replayed": posting.replayed,
+            }
+        )
         return
     again = " (already done: same key)" if posting.replayed else ""
-    say(f"{verb} {posting.amount:+d} for {posting.user_id}: entry {posting.entry_id}, "
-        f"balance {posting.balance_after}{again}")
+    say(
+        f"{verb} {posting.amount:+d} for {posting.user_id}: entry {posting.entry_id}, "
+        f"balance {posting.balance_after}{again}"
+    )
 
 
 @app.command("grant", context_settings=SIGNED)
 def grant_command(
-    user: UserArg, amount: AmountArg, reason: Reason = None,
-    expires: Annotated[str | None, typer.Option(
-        "--expires", help="Expiry date (YYYY-MM-DD or ISO date-time); default: never.")] = None,
-    source: Annotated[str, typer.Option(
-        "--source", help="bonus, promotion or admin.")] = "bonus",
-    key: Key = None, json: Json = False,
+    user: UserArg,
+    amount: AmountArg,
+    reason: Reason = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(
+            "--expires", help="Expiry date (YYYY-MM-DD or ISO date-time); default: never."
+        ),
+    ] = None,
+    source: Annotated[str, typer.Option("--source", help="bonus, promotion or admin.")] = "bonus",
+    key: Key = None,
+    json: Json = False,
 ) -> None:
     """Give USER AMOUNT credits, with a reason (audited).
 
@@ -149,17 +199,28 @@ def grant_command(
     credits = _amount(amount)
     require_reason(reason)
     expires_at = parse_when(expires, "expiry") if expires else None
-    posting = grant(ctx.engine, user, credits, actor=ctx.operator, reason=reason,
-                    source=source, expires_at=expires_at, key=check_key(key))
+    posting = grant(
+        ctx.engine,
+        user,
+        credits,
+        actor=ctx.operator,
+        reason=reason,
+        source=source,
+        expires_at=expires_at,
+        key=check_key(key),
+    )
     _print_posting(posting, "granted", json)
 
 
 @app.command("adjust", context_settings=SIGNED)
 def adjust_command(
     user: UserArg,
-    delta: Annotated[str, typer.Argument(help="Credits to add (+) or remove (-).",
-                                         show_default=False)],
-    reason: Reason = None, key: Key = None, json: Json = False,
+    delta: Annotated[
+        str, typer.Argument(help="Credits to add (+) or remove (-).", show_default=False)
+    ],
+    reason: Reason = None,
+    key: Key = None,
+    json: Json = False,
 ) -> None:
     """Correct a balance by DELTA credits, with a reason (audited).
 
@@ -172,15 +233,23 @@ def adjust_command(
     ctx = current()
     change = parse_delta(delta, ctx.settings["credits.max_amount"])
     require_reason(reason)
-    posting = adjust(ctx.engine, user, change, actor=ctx.operator, reason=reason,
-                     policy=ctx.policy, key=check_key(key))
+    posting = adjust(
+        ctx.engine,
+        user,
+        change,
+        actor=ctx.operator,
+        reason=reason,
+        policy=ctx.policy,
+        key=check_key(key),
+    )
     _print_posting(posting, "adjusted", json)
 
 
 @app.command("reverse", context_settings=SIGNED)
 def reverse_command(
     entry_id: Annotated[str, typer.Argument(help="Ledger entry id.", show_default=False)],
-    reason: Reason = None, json: Json = False,
+    reason: Reason = None,
+    json: Json = False,
 ) -> None:
     """Post the opposite of a ledger entry, with a reason (audited).
 
@@ -197,7 +266,9 @@ def reverse_command(
 
 @app.command("history")
 def history_command(
-    user: UserArg, since: Since = None, until: Until = None,
+    user: UserArg,
+    since: Since = None,
+    until: Until = None,
     format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     json: Json = False,
 ) -> None:
@@ -211,9 +282,12 @@ def history_command(
 
     if format not in {"table", "csv", "json"}:
         raise InvalidInput(f"format {format!r} is not one of table, csv, json")
-    rows = history(current().engine, user,
-                   since=parse_when(since, "--since") if since else None,
-                   until=parse_when(until, "--until") if until else None)
+    rows = history(
+        current().engine,
+        user,
+        since=parse_when(since, "--since") if since else None,
+        until=parse_when(until, "--until") if until else None,
+    )
     if json or format == "json":
         emit_json(rows)
     elif format == "csv":
@@ -224,10 +298,17 @@ def history_command(
 
 @app.command("reserve", context_settings=SIGNED)
 def reserve_command(
-    user: UserArg, amount: AmountArg,
-    ttl: Annotated[str | None, typer.Option(
-        "--ttl", help="How long the hold lasts (90s, 30m, 2h); default credits.hold_ttl.")] = None,
-    ref: Ref = None, key: Key = None, json: Json = False,
+    user: UserArg,
+    amount: AmountArg,
+    ttl: Annotated[
+        str | None,
+        typer.Option(
+            "--ttl", help="How long the hold lasts (90s, 30m, 2h); default credits.hold_ttl."
+        ),
+    ] = None,
+    ref: Ref = None,
+    key: Key = None,
+    json: Json = False,
 ) -> None:
     """Put AMOUNT credits on hold for a render; prints the hold id.
 
@@ -240,8 +321,16 @@ def reserve_command(
     ctx = current()
     credits = _amount(amount)
     lifetime = parse_duration(ctx.settings["credits.hold_ttl"] if ttl is None else ttl)
-    result = reserve(ctx.engine, user, credits, ttl=lifetime, actor=ctx.operator,
-                     policy=ctx.policy, ref=ref, key=check_key(key))
+    result = reserve(
+        ctx.engine,
+        user,
+        credits,
+        ttl=lifetime,
+        actor=ctx.operator,
+        policy=ctx.policy,
+        ref=ref,
+        key=check_key(key),
+    )
     _print_hold(result, json)
 
 
@@ -250,9 +339,11 @@ def _print_hold(result: Any, json: bool) -> None:
         emit_json(result.as_dict())
         return
     say(str(result.hold_id))
-    note(f"hold {result.hold_id} ({result.status}): {result.amount} credits for "
-         f"{result.user_id}, expires {result.as_dict()['expires_at']}; available "
-         f"{result.available}{' (already done: same key)' if result.replayed else ''}")
+    note(
+        f"hold {result.hold_id} ({result.status}): {result.amount} credits for "
+        f"{result.user_id}, expires {result.as_dict()['expires_at']}; available "
+        f"{result.available}{' (already done: same key)' if result.replayed else ''}"
+    )
 
 
 HoldArg = Annotated[str, typer.Argument(help="Hold id.", show_default=False)]
@@ -261,9 +352,12 @@ HoldArg = Annotated[str, typer.Argument(help="Hold id.", show_default=False)]
 @app.command("capture", context_settings=SIGNED)
 def capture_command(
     hold_id: HoldArg,
-    amount: Annotated[str | None, typer.Argument(
-        help="Credits to spend (default: the whole hold).", show_default=False)] = None,
-    key: Key = None, json: Json = False,
+    amount: Annotated[
+        str | None,
+        typer.Argument(help="Credits to spend (default: the whole hold).", show_default=False),
+    ] = None,
+    key: Key = None,
+    json: Json = False,
 ) -> None:
     """Spend a hold (or AMOUNT of it); the rest returns to the balance.
 
@@ -289,6 +383,5 @@ def release_command(hold_id: HoldArg, key: Key = None, json: Json = False) -> No
     from creditctl.ledger.idempotency import check_key
 
     ctx = current()
-    result = release(ctx.engine, _id(hold_id, "hold id"), actor=ctx.operator,
-                     key=check_key(key))
+    result = release(ctx.engine, _id(hold_id, "hold id"), actor=ctx.operator, key=check_key(key))
     _print_hold(result, json)

@@ -8,8 +8,9 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json
 from creditctl.cli.output import emit_json, note
 
-app = typer.Typer(help="Database schema (Alembic).\n\nExample: creditctl db current",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Database schema (Alembic).\n\nExample: creditctl db current", no_args_is_help=True
+)
 
 
 def init(json: Json = False) -> None:

@@ -10,16 +10,19 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json, UserArg
 from creditctl.cli.output import emit_json, say
 
-app = typer.Typer(help="Feature gating by plan.\n\n"
-                  "Example: creditctl features check alice@example.com scheduling",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Feature gating by plan.\n\n"
+    "Example: creditctl features check alice@example.com scheduling",
+    no_args_is_help=True,
+)
 
 
 @app.command("check")
 def check_command(
     user: UserArg,
-    feature: Annotated[str, typer.Argument(help="Feature name, e.g. scheduling.",
-                                           show_default=False)],
+    feature: Annotated[
+        str, typer.Argument(help="Feature name, e.g. scheduling.", show_default=False)
+    ],
     json: Json = False,
 ) -> None:
     """Exit 0 if USER's plan includes FEATURE, 3 if not.

@@ -8,9 +8,11 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json, UserFilter
 from creditctl.cli.output import emit_json, note, table
 
-app = typer.Typer(help="List open holds; expire those past their time to live.\n\n"
-                       "Example: creditctl holds list --user alice@example.com",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="List open holds; expire those past their time to live.\n\n"
+    "Example: creditctl holds list --user alice@example.com",
+    no_args_is_help=True,
+)
 
 
 @app.command("list")
@@ -28,8 +30,12 @@ def list_command(
     if json:
         emit_json(rows)
     else:
-        table(rows, ("hold_id", "user_id", "amount", "reference", "created_at", "expires_at",
-                     "state"), title="open holds", empty="no open holds")
+        table(
+            rows,
+            ("hold_id", "user_id", "amount", "reference", "created_at", "expires_at", "state"),
+            title="open holds",
+            empty="no open holds",
+        )
 
 
 @app.command("expire")

@@ -28,8 +28,12 @@ def warn(warnings: Iterable[str]) -> None:
         note(f"warning: {warning}")
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None,
-          empty: str = "nothing to show") -> None:
+def table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    title: str | None = None,
+    empty: str = "nothing to show",
+) -> None:
     """A Rich table on stdout, or a note when there are no rows."""
     if not rows:
         note(empty)
@@ -47,8 +51,9 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | N
 
 
 def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore",
-                            lineterminator="\n")
+    writer = csv.DictWriter(
+        sys.stdout, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
 

@@ -10,20 +10,41 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json
 from creditctl.cli.output import emit_json, note, table
 
-app = typer.Typer(help="Plans: list them with their Stripe side, and sync them to Stripe.\n\n"
-                       "Example: creditctl plans sync --dry-run",
-                  no_args_is_help=True)
-LOCAL_COLUMNS = ("name", "credits", "amount", "currency", "interval", "lookup_key",
-                 "stripe_product_id", "stripe_price_id")
-BOTH_COLUMNS = ("name", "credits", "amount", "interval", "lookup_key", "stripe_price_id",
-                "stripe_side_price_id", "stripe_side_amount", "stripe_side_interval", "drift")
+app = typer.Typer(
+    help="Plans: list them with their Stripe side, and sync them to Stripe.\n\n"
+    "Example: creditctl plans sync --dry-run",
+    no_args_is_help=True,
+)
+LOCAL_COLUMNS = (
+    "name",
+    "credits",
+    "amount",
+    "currency",
+    "interval",
+    "lookup_key",
+    "stripe_product_id",
+    "stripe_price_id",
+)
+BOTH_COLUMNS = (
+    "name",
+    "credits",
+    "amount",
+    "interval",
+    "lookup_key",
+    "stripe_price_id",
+    "stripe_side_price_id",
+    "stripe_side_amount",
+    "stripe_side_interval",
+    "drift",
+)
 CHANGE_COLUMNS = ("plan", "object", "action", "detail", "stripe_id")
 
 
 @app.command("list")
 def list_command(
-    local: Annotated[bool, typer.Option(
-        "--local", help="Only the local side; do not ask Stripe.")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="Only the local side; do not ask Stripe.")
+    ] = False,
     json: Json = False,
 ) -> None:
     """List plans locally and as Stripe has them, flagging drift.
@@ -46,8 +67,9 @@ def list_command(
 
 @app.command("sync")
 def sync_command(
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Show the differences; change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the differences; change nothing.")
+    ] = False,
     json: Json = False,
 ) -> None:
     """Create or update Stripe products and prices for the plans in the config.
@@ -63,8 +85,12 @@ def sync_command(
         emit_json({"dry_run": dry_run, "changes": changes})
         return
     verb = "would change" if dry_run else "changed"
-    table(changes, CHANGE_COLUMNS, title=f"plans sync: {verb}",
-          empty="plans are in step with Stripe; nothing to change")
+    table(
+        changes,
+        CHANGE_COLUMNS,
+        title=f"plans sync: {verb}",
+        empty="plans are in step with Stripe; nothing to change",
+    )
     if changes:
         done = "found; nothing changed (dry run)" if dry_run else "applied"
         note(f"{len(changes)} difference(s) {done}")

@@ -11,13 +11,20 @@ from creditctl.cli.options import AmountArg, Ref, UserArg
 
 
 def run(
-    user: UserArg, amount: AmountArg,
-    command: Annotated[list[str], typer.Argument(help="The command and its arguments, after --.",
-                                                 show_default=False)],
+    user: UserArg,
+    amount: AmountArg,
+    command: Annotated[
+        list[str],
+        typer.Argument(help="The command and its arguments, after --.", show_default=False),
+    ],
     ref: Ref = None,
-    ttl: Annotated[str | None, typer.Option(
-        "--ttl", help="Hold lifetime; longer than the command takes (default credits.hold_ttl).",
-    )] = None,
+    ttl: Annotated[
+        str | None,
+        typer.Option(
+            "--ttl",
+            help="Hold lifetime; longer than the command takes (default credits.hold_ttl).",
+        ),
+    ] = None,
 ) -> None:
     """Hold AMOUNT credits, run COMMAND, capture on exit 0, release otherwise.
 
@@ -31,6 +38,14 @@ def run(
     ctx = current()
     credits = parse_amount(amount, ctx.settings["credits.max_amount"])
     lifetime = parse_duration(ctx.settings["credits.hold_ttl"] if ttl is None else ttl)
-    code = run_with_hold(ctx.engine, user, credits, command, ttl=lifetime, actor=ctx.operator,
-                         policy=ctx.policy, ref=ref)
+    code = run_with_hold(
+        ctx.engine,
+        user,
+        credits,
+        command,
+        ttl=lifetime,
+        actor=ctx.operator,
+        policy=ctx.policy,
+        ref=ref,
+    )
     raise typer.Exit(code)

@@ -10,11 +10,19 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json, UserArg
 from creditctl.cli.output import emit_json, note, say, table
 
-app = typer.Typer(help="A user's Stripe subscription: show, change plan, cancel, resume.\n\n"
-                       "Example: creditctl subscriptions show alice@example.com --remote",
-                  no_args_is_help=True)
-COLUMNS = ("subscription_id", "plan", "status", "current_period_start", "current_period_end",
-           "cancel_at_period_end")
+app = typer.Typer(
+    help="A user's Stripe subscription: show, change plan, cancel, resume.\n\n"
+    "Example: creditctl subscriptions show alice@example.com --remote",
+    no_args_is_help=True,
+)
+COLUMNS = (
+    "subscription_id",
+    "plan",
+    "status",
+    "current_period_start",
+    "current_period_end",
+    "cancel_at_period_end",
+)
 
 
 def _print_result(result: dict[str, Any], json: bool, what: str) -> None:
@@ -22,8 +30,10 @@ def _print_result(result: dict[str, Any], json: bool, what: str) -> None:
         emit_json(result)
         return
     ends = " (cancels at period end)" if result["cancel_at_period_end"] else ""
-    say(f"{result['subscription_id']}: {result['status']}{ends}, plan {result['plan']}, "
-        f"period until {result['current_period_end'] or '-'}")
+    say(
+        f"{result['subscription_id']}: {result['status']}{ends}, plan {result['plan']}, "
+        f"period until {result['current_period_end'] or '-'}"
+    )
     granted = f"; granted {result['granted']} plan credits" if result["granted"] else ""
     note(f"{what} for {result['user_id']}: now on plan {result['user_plan']}{granted}")
 
@@ -31,8 +41,9 @@ def _print_result(result: dict[str, Any], json: bool, what: str) -> None:
 @app.command("show")
 def show_command(
     user: UserArg,
-    remote: Annotated[bool, typer.Option(
-        "--remote", help="Also show Stripe's side of the subscriptions.")] = False,
+    remote: Annotated[
+        bool, typer.Option("--remote", help="Also show Stripe's side of the subscriptions.")
+    ] = False,
     json: Json = False,
 ) -> None:
     """Show USER's subscription as recorded here and, with --remote, as Stripe has it.
@@ -46,21 +57,30 @@ def show_command(
     if json:
         emit_json(shown)
         return
-    table(shown["local"], COLUMNS, title=f"subscriptions of {shown['user_id']} (local)",
-          empty=f"no subscription recorded locally for {shown['user_id']}")
+    table(
+        shown["local"],
+        COLUMNS,
+        title=f"subscriptions of {shown['user_id']} (local)",
+        empty=f"no subscription recorded locally for {shown['user_id']}",
+    )
     if remote:
-        table(shown["remote"], COLUMNS, title=f"subscriptions of {shown['user_id']} in Stripe "
-                                              f"(customer {shown['customer_id'] or '-'})",
-              empty=f"no subscription in Stripe for {shown['user_id']}"
-                    + ("" if shown["customer_id"] else " (no Stripe customer yet)"))
+        table(
+            shown["remote"],
+            COLUMNS,
+            title=f"subscriptions of {shown['user_id']} in Stripe "
+            f"(customer {shown['customer_id'] or '-'})",
+            empty=f"no subscription in Stripe for {shown['user_id']}"
+            + ("" if shown["customer_id"] else " (no Stripe customer yet)"),
+        )
 
 
 @app.command("change")
 def change_command(
     user: UserArg,
     plan: Annotated[str, typer.Option("--plan", help="The new plan.", show_default=False)],
-    proration: Annotated[str, typer.Option(
-        "--proration", help="create_prorations, always_invoice or none.")] = "create_prorations",
+    proration: Annotated[
+        str, typer.Option("--proration", help="create_prorations, always_invoice or none.")
+    ] = "create_prorations",
     json: Json = False,
 ) -> None:
     """Move USER's subscription to PLAN; an upgrade's extra credits are granted at once.
@@ -71,16 +91,19 @@ def change_command(
     from creditctl.cli.stripe_cmd import gateway
 
     ctx = current()
-    result = change_subscription(ctx.engine, gateway(), user, plan, proration=proration,
-                                 actor=ctx.operator)
+    result = change_subscription(
+        ctx.engine, gateway(), user, plan, proration=proration, actor=ctx.operator
+    )
     _print_result(result, json, f"changed to {plan}")
 
 
 @app.command("cancel")
 def cancel_command(
     user: UserArg,
-    now: Annotated[bool, typer.Option(
-        "--now", help="End the subscription at once instead of at the period's end.")] = False,
+    now: Annotated[
+        bool,
+        typer.Option("--now", help="End the subscription at once instead of at the period's end."),
+    ] = False,
     json: Json = False,
 ) -> None:
     """Cancel USER's subscription at the end of the period (or --now).
@@ -91,8 +114,14 @@ def cancel_command(
     from creditctl.cli.stripe_cmd import gateway
 
     ctx = current()
-    result = cancel_subscription(ctx.engine, gateway(), user, now_=now, actor=ctx.operator,
-                                 ended_plan=ctx.settings["credits.default_plan"])
+    result = cancel_subscription(
+        ctx.engine,
+        gateway(),
+        user,
+        now_=now,
+        actor=ctx.operator,
+        ended_plan=ctx.settings["credits.default_plan"],
+    )
     _print_result(result, json, "canceled now" if now else "set to cancel at period end")
 
 

@@ -10,8 +10,9 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json, UserArg
 from creditctl.cli.output import emit_json, key_values, note, table
 
-app = typer.Typer(help="Add and find users.\n\nExample: creditctl users search example.com",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Add and find users.\n\nExample: creditctl users search example.com", no_args_is_help=True
+)
 COLUMNS = ("id", "email", "name", "plan", "balance", "held", "stripe_customer_id", "created_at")
 
 
@@ -24,13 +25,17 @@ def _print_user(user: dict, json: bool) -> None:
 
 @app.command("add")
 def add_command(
-    email: Annotated[str, typer.Argument(help="Email address (unique, any case).",
-                                         show_default=False)],
-    id: Annotated[str | None, typer.Option("--id", help="Your product's id for the user "
-                                           "(default: generated).")] = None,
+    email: Annotated[
+        str, typer.Argument(help="Email address (unique, any case).", show_default=False)
+    ],
+    id: Annotated[
+        str | None,
+        typer.Option("--id", help="Your product's id for the user (default: generated)."),
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
-    plan: Annotated[str | None, typer.Option("--plan", help="Plan (default: "
-                                             "credits.default_plan).")] = None,
+    plan: Annotated[
+        str | None, typer.Option("--plan", help="Plan (default: credits.default_plan).")
+    ] = None,
     json: Json = False,
 ) -> None:
     """Add a user with the welcome grant and their plan's first period.
@@ -40,11 +45,19 @@ def add_command(
     from creditctl.accounts.users import add_user
 
     ctx = current()
-    user = add_user(ctx.engine, email, user_id=id, name=name,
-                    plan=plan or ctx.settings["credits.default_plan"], actor=ctx.operator,
-                    policy=ctx.policy)
-    note(f"added {user['id']} ({user['email']}) on plan {user['plan']} with "
-         f"{user['balance']} credits")
+    user = add_user(
+        ctx.engine,
+        email,
+        user_id=id,
+        name=name,
+        plan=plan or ctx.settings["credits.default_plan"],
+        actor=ctx.operator,
+        policy=ctx.policy,
+    )
+    note(
+        f"added {user['id']} ({user['email']}) on plan {user['plan']} with "
+        f"{user['balance']} credits"
+    )
     _print_user(user, json)
 
 
@@ -61,8 +74,13 @@ def show_command(user: UserArg, json: Json = False) -> None:
 
 @app.command("search")
 def search_command(
-    query: Annotated[str, typer.Argument(help="Part of an email, a user id, or a Stripe "
-                                         "customer id (cus_...).", show_default=False)],
+    query: Annotated[
+        str,
+        typer.Argument(
+            help="Part of an email, a user id, or a Stripe customer id (cus_...).",
+            show_default=False,
+        ),
+    ],
     json: Json = False,
 ) -> None:
     """Find users by email substring, exact id, or Stripe customer id.

@@ -10,13 +10,23 @@ from creditctl.cli.context import current
 from creditctl.cli.options import Json, Since
 from creditctl.cli.output import emit_json, key_values, note, say, table
 
-app = typer.Typer(help="Stored Stripe webhook events: list, show, replay, backfill.\n\n"
-                       "Example: creditctl webhooks list --status failed",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Stored Stripe webhook events: list, show, replay, backfill.\n\n"
+    "Example: creditctl webhooks list --status failed",
+    no_args_is_help=True,
+)
 
 EventArg = Annotated[str, typer.Argument(help="Stripe event id (evt_...).", show_default=False)]
-LIST_COLUMNS = ("id", "type", "status", "stripe_created", "received_at", "attempts", "user_id",
-                "note")
+LIST_COLUMNS = (
+    "id",
+    "type",
+    "status",
+    "stripe_created",
+    "received_at",
+    "attempts",
+    "user_id",
+    "note",
+)
 
 
 def _since(text: str | None) -> Any:
@@ -33,13 +43,16 @@ def _config() -> Any:
 
 @app.command("list")
 def list_command(
-    status: Annotated[str | None, typer.Option(
-        "--status", help="pending, processed, failed or ignored.")] = None,
-    type_: Annotated[str | None, typer.Option(
-        "--type", help="Event type, e.g. invoice.paid.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="pending, processed, failed or ignored.")
+    ] = None,
+    type_: Annotated[
+        str | None, typer.Option("--type", help="Event type, e.g. invoice.paid.")
+    ] = None,
     since: Since = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10000,
-                                       help="At most this many, the newest.")] = 200,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10000, help="At most this many, the newest.")
+    ] = 200,
     json: Json = False,
 ) -> None:
     """Stored events, oldest first, with their processing status.
@@ -52,8 +65,9 @@ def list_command(
 
     if status is not None and status not in WEBHOOK_STATUSES:
         raise InvalidInput(f"--status must be one of {', '.join(WEBHOOK_STATUSES)}")
-    rows = list_events(current().engine, status=status, type_=type_, since=_since(since),
-                       limit=limit)
+    rows = list_events(
+        current().engine, status=status, type_=type_, since=_since(since), limit=limit
+    )
     if json:
         emit_json(rows)
         return
@@ -86,21 +100,29 @@ def _print_outcomes(outcomes: list[Any], json: bool) -> None:
         return
     for outcome in outcomes:
         state = outcome.status if outcome.ran else f"{outcome.status} (not re-run)"
-        say(f"{outcome.event_id} {outcome.type}: {state}"
-            + (f": {outcome.detail}" if outcome.detail and outcome.ran else ""))
+        say(
+            f"{outcome.event_id} {outcome.type}: {state}"
+            + (f": {outcome.detail}" if outcome.detail and outcome.ran else "")
+        )
     if not outcomes:
         note("no stored events matched")
 
 
 @app.command("replay")
 def replay_command(
-    event_id: Annotated[str | None, typer.Argument(
-        help="Stripe event id; or use --failed / --since.", show_default=False)] = None,
+    event_id: Annotated[
+        str | None,
+        typer.Argument(help="Stripe event id; or use --failed / --since.", show_default=False),
+    ] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Every failed event.")] = False,
     since: Since = None,
-    force: Annotated[bool, typer.Option(
-        "--force", help="Re-run processed and ignored events too (handlers are idempotent).",
-    )] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Re-run processed and ignored events too (handlers are idempotent).",
+        ),
+    ] = False,
     json: Json = False,
 ) -> None:
     """Re-run stored events through the same exactly-once path as the daemon.
@@ -112,19 +134,30 @@ def replay_command(
 
     if (event_id is not None) + failed + (since is not None) != 1:
         raise InvalidInput("name one EVENT_ID, or pass --failed or --since DATE")
-    outcomes = replay(current().engine, _config(), event_id=event_id, failed=failed,
-                      since=_since(since), force=force)
+    outcomes = replay(
+        current().engine,
+        _config(),
+        event_id=event_id,
+        failed=failed,
+        since=_since(since),
+        force=force,
+    )
     _print_outcomes(outcomes, json)
     still = sum(1 for o in outcomes if o.failed)
     if still:
-        raise CreditctlError(f"{still} event(s) failed again; see "
-                             "`creditctl webhooks list --status failed`")
+        raise CreditctlError(
+            f"{still} event(s) failed again; see `creditctl webhooks list --status failed`"
+        )
 
 
 @app.command("backfill")
 def backfill_command(
-    since: Annotated[str, typer.Option("--since", help="From this date (YYYY-MM-DD); Stripe "
-                                                       "keeps 30 days of events.")],
+    since: Annotated[
+        str,
+        typer.Option(
+            "--since", help="From this date (YYYY-MM-DD); Stripe keeps 30 days of events."
+        ),
+    ],
     json: Json = False,
 ) -> None:
     """Fetch Stripe's events since a date; store and process those not seen yet.
@@ -140,5 +173,6 @@ def backfill_command(
     else:
         say(", ".join(f"{name} {value}" for name, value in counts.items()))
     if counts.get("failed"):
-        raise CreditctlError(f"{counts['failed']} event(s) failed; see "
-                             "`creditctl webhooks list --status failed`")
+        raise CreditctlError(
+            f"{counts['failed']} event(s) failed; see `creditctl webhooks list --status failed`"
+        )

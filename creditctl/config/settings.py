@@ -73,23 +73,36 @@ KEYS: tuple[Key, ...] = (
     Key("database.url", "CREDITCTL_DATABASE_URL", "sqlite:///creditctl.db", _text),
     Key("database.busy_timeout_ms", "CREDITCTL_BUSY_TIMEOUT_MS", 30000, _int(0, 600000)),
     Key("credits.welcome_grant", "CREDITCTL_WELCOME_GRANT", 5, _int(0, 1_000_000)),
-    Key("credits.low_balance_threshold", "CREDITCTL_LOW_BALANCE_THRESHOLD", 10,
-        _int(0, 1_000_000_000)),
+    Key(
+        "credits.low_balance_threshold",
+        "CREDITCTL_LOW_BALANCE_THRESHOLD",
+        10,
+        _int(0, 1_000_000_000),
+    ),
     Key("credits.default_plan", "CREDITCTL_DEFAULT_PLAN", "free", _text),
     Key("credits.max_amount", "CREDITCTL_MAX_AMOUNT", 1_000_000, _int(1, 1_000_000_000)),
     Key("credits.hold_ttl", "CREDITCTL_HOLD_TTL", "30m", _text),
-    Key("credits.upgrade_hint", "CREDITCTL_UPGRADE_HINT",
+    Key(
+        "credits.upgrade_hint",
+        "CREDITCTL_UPGRADE_HINT",
         "run `creditctl stripe checkout {user} --plan pro` for a bigger plan, "
-        "or ask an operator for a grant", _text),
+        "or ask an operator for a grant",
+        _text,
+    ),
     Key("stripe.api_key", "STRIPE_API_KEY", "", _text, secret=True),
     Key("stripe.api_version", "STRIPE_API_VERSION", DEFAULT_STRIPE_API_VERSION, _text),
     Key("stripe.api_base", "STRIPE_API_BASE", "https://api.stripe.com", _text),
     Key("stripe.webhook_secret", "STRIPE_WEBHOOK_SECRET", (), _secret_list, secret=True),
-    Key("stripe.success_url", "CREDITCTL_SUCCESS_URL", "https://example.com/billing/success",
-        _text),
+    Key(
+        "stripe.success_url", "CREDITCTL_SUCCESS_URL", "https://example.com/billing/success", _text
+    ),
     Key("stripe.cancel_url", "CREDITCTL_CANCEL_URL", "https://example.com/billing/cancel", _text),
-    Key("stripe.portal_return_url", "CREDITCTL_PORTAL_RETURN_URL",
-        "https://example.com/billing", _text),
+    Key(
+        "stripe.portal_return_url",
+        "CREDITCTL_PORTAL_RETURN_URL",
+        "https://example.com/billing",
+        _text,
+    ),
     Key("webhooks.tolerance_seconds", "CREDITCTL_WEBHOOK_TOLERANCE", 300, _int(1, 86400)),
     Key("webhooks.max_body_bytes", "CREDITCTL_WEBHOOK_MAX_BODY", 262144, _int(1024, 10_000_000)),
     Key("webhooks.fetch_latest", "CREDITCTL_WEBHOOK_FETCH_LATEST", False, _bool),
@@ -113,8 +126,16 @@ DEFAULT_PLANS: dict[str, dict[str, Any]] = {
     },
     "ultimate": {"credits": UNLIMITED, "features": ["*"], "amount": 9900},
 }
-PLAN_FIELDS = {"credits", "features", "amount", "currency", "interval", "lookup_key",
-               "rollover", "name"}
+PLAN_FIELDS = {
+    "credits",
+    "features",
+    "amount",
+    "currency",
+    "interval",
+    "lookup_key",
+    "rollover",
+    "name",
+}
 INTERVALS = {"day", "week", "month", "year"}
 
 
@@ -184,8 +205,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; pass an existing file to "
-                          "--config or unset CREDITCTL_CONFIG") from None
+        raise ConfigError(
+            f"config file {path} does not exist; pass an existing file to "
+            "--config or unset CREDITCTL_CONFIG"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -228,8 +251,10 @@ def load_settings(
     plans_table = toml_values.pop("plans", None)
     unknown = sorted(set(toml_values) - set(KEYS_BY_NAME))
     if unknown:
-        raise ConfigError(f"config key {unknown[0]} is not a known setting "
-                          f"(in {path}); see creditctl.toml.example for the keys")
+        raise ConfigError(
+            f"config key {unknown[0]} is not a known setting "
+            f"(in {path}); see creditctl.toml.example for the keys"
+        )
     dotenv = _read_dotenv(Path(dotenv_file or environ.get("CREDITCTL_ENV_FILE", ".env")))
     layers = [
         ("flag", dict(flags or {})),
@@ -248,15 +273,19 @@ def load_settings(
                 break
     plans = parse_plans(plans_table if plans_table is not None else DEFAULT_PLANS)
     if values["credits.default_plan"] not in plans:
-        raise ConfigError(f"config key credits.default_plan names plan "
-                          f"{values['credits.default_plan']!r}, which is not declared in [plans]")
+        raise ConfigError(
+            f"config key credits.default_plan names plan "
+            f"{values['credits.default_plan']!r}, which is not declared in [plans]"
+        )
     from creditctl.parsing import parse_duration
 
     try:
         parse_duration(values["credits.hold_ttl"])
     except Exception:
-        raise ConfigError("config key credits.hold_ttl must be a duration such as 30m, "
-                          f"2h or 90s, got {values['credits.hold_ttl']!r}") from None
+        raise ConfigError(
+            "config key credits.hold_ttl must be a duration such as 30m, "
+            f"2h or 90s, got {values['credits.hold_ttl']!r}"
+        ) from None
     return Settings(values=values, sources=sources, plans=plans, config_file=path)
 
 
@@ -273,21 +302,27 @@ def _parse_plan(name: str, spec: Any) -> PlanSpec:
         raise ConfigError(f"config key {where} must be a table")
     unknown = sorted(set(spec) - PLAN_FIELDS)
     if unknown:
-        raise ConfigError(f"config key {where}.{unknown[0]} is not a known plan field "
-                          f"(known: {', '.join(sorted(PLAN_FIELDS))})")
+        raise ConfigError(
+            f"config key {where}.{unknown[0]} is not a known plan field "
+            f"(known: {', '.join(sorted(PLAN_FIELDS))})"
+        )
     credits = spec.get("credits")
     if credits == UNLIMITED:
         credits = None
     elif isinstance(credits, bool) or not isinstance(credits, int) or credits < 0:
-        raise ConfigError(f"config key {where}.credits must be a whole number >= 0 or "
-                          f"\"unlimited\", got {credits!r}")
+        raise ConfigError(
+            f"config key {where}.credits must be a whole number >= 0 or "
+            f'"unlimited", got {credits!r}'
+        )
     features = spec.get("features", [])
     if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
         raise ConfigError(f"config key {where}.features must be a list of strings")
     interval = spec.get("interval", "month")
     if interval not in INTERVALS:
-        raise ConfigError(f"config key {where}.interval must be one of "
-                          f"{', '.join(sorted(INTERVALS))}, got {interval!r}")
+        raise ConfigError(
+            f"config key {where}.interval must be one of "
+            f"{', '.join(sorted(INTERVALS))}, got {interval!r}"
+        )
     amount = _int(0, 100_000_000)(f"{where}.amount", spec.get("amount", 0))
     return PlanSpec(
         name=name,

@@ -30,5 +30,11 @@ def _settled_state(conn: Connection, user_id: str, now: datetime) -> Row:
 
 
 def _balance_of(row: Row) -> Balance:
-    return Balance(user_id=row.id, email=row.email, plan=row.plan,
-                   unlimited=row.credits is None, available=row.balance, held=row.held)
+    return Balance(
+        user_id=row.id,
+        email=row.email,
+        plan=row.plan,
+        unlimited=row.credits is None,
+        available=row.balance,
+        held=row.held,
+    )

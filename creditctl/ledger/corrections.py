@@ -29,9 +29,18 @@ from creditctl.ledger.transactions import run_write
 REVERSIBLE = {"usage", "adjustment", "grant", "bonus", "refund", "reset"}
 
 
-def grant(engine: Engine, user: str, amount: int, *, actor: str, reason: str,
-          source: str = "bonus", expires_at: datetime | None = None, key: str | None = None,
-          now: datetime | None = None) -> Posting:
+def grant(
+    engine: Engine,
+    user: str,
+    amount: int,
+    *,
+    actor: str,
+    reason: str,
+    source: str = "bonus",
+    expires_at: datetime | None = None,
+    key: str | None = None,
+    now: datetime | None = None,
+) -> Posting:
     """Give a user credits (bonus, promotion, admin), optionally expiring."""
     from creditctl.ledger.audit import record
 
@@ -46,19 +55,44 @@ def grant(engine: Engine, user: str, amount: int, *, actor: str, reason: str,
         previous = find_previous(conn, user_id, key, request)
         if previous is not None:
             return replayed(previous, user_id)
-        posting = add_grant(conn, user_id=user_id, source=source, amount=amount, actor=actor,
-                            now=now, expires_at=expires_at, description=reason,
-                            idempotency_key=key, request_hash=request if key else None)
-        record(conn, operator=actor, action="grant", user_id=user_id,
-               entry_id=posting.entry_id, reason=reason, now=now,
-               details={"amount": amount, "source": source, "expires_at": iso(expires_at)})
+        posting = add_grant(
+            conn,
+            user_id=user_id,
+            source=source,
+            amount=amount,
+            actor=actor,
+            now=now,
+            expires_at=expires_at,
+            description=reason,
+            idempotency_key=key,
+            request_hash=request if key else None,
+        )
+        record(
+            conn,
+            operator=actor,
+            action="grant",
+            user_id=user_id,
+            entry_id=posting.entry_id,
+            reason=reason,
+            now=now,
+            details={"amount": amount, "source": source, "expires_at": iso(expires_at)},
+        )
         return posting
 
     return run_write(engine, operation)
 
 
-def adjust(engine: Engine, user: str, delta: int, *, actor: str, reason: str, policy: Policy,
-           key: str | None = None, now: datetime | None = None) -> Posting:
+def adjust(
+    engine: Engine,
+    user: str,
+    delta: int,
+    *,
+    actor: str,
+    reason: str,
+    policy: Policy,
+    key: str | None = None,
+    now: datetime | None = None,
+) -> Posting:
     """An operator's correction: add credits (an admin grant) or remove them."""
     from creditctl.ledger.audit import record
 
@@ -71,35 +105,80 @@ def adjust(engine: Engine, user: str, delta: int, *, actor: str, reason: str, po
         previous = find_previous(conn, user_id, key, request)
         if previous is not None:
             return replayed(previous, user_id)
-        fields = {"description": reason, "idempotency_key": key,
-                  "request_hash": request if key else None}
+        fields = {
+            "description": reason,
+            "idempotency_key": key,
+            "request_hash": request if key else None,
+        }
         if delta > 0:
-            posting = add_grant(conn, user_id=user_id, source="admin", amount=delta,
-                                actor=actor, now=now, entry_type="adjustment", **fields)
+            posting = add_grant(
+                conn,
+                user_id=user_id,
+                source="admin",
+                amount=delta,
+                actor=actor,
+                now=now,
+                entry_type="adjustment",
+                **fields,
+            )
         else:
-            posting = _remove(conn, user_id, -delta, actor=actor, now=now, policy=policy,
-                              **fields)
-        record(conn, operator=actor, action="adjust", user_id=user_id,
-               entry_id=posting.entry_id, reason=reason, now=now, details={"delta": delta})
+            posting = _remove(conn, user_id, -delta, actor=actor, now=now, policy=policy, **fields)
+        record(
+            conn,
+            operator=actor,
+            action="adjust",
+            user_id=user_id,
+            entry_id=posting.entry_id,
+            reason=reason,
+            now=now,
+            details={"delta": delta},
+        )
         return posting
 
     return run_write(engine, operation)
 
 
-def _remove(conn: Connection, user_id: str, amount: int, *, actor: str, now: datetime,
-            policy: Policy, prefer_grant: int = NO_GRANT, **fields: Any) -> Posting:
-    taken = take(conn, user_id, amount, now=now, policy=policy, prefer_grant=prefer_grant,
-                 usage=False)
+def _remove(
+    conn: Connection,
+    user_id: str,
+    amount: int,
+    *,
+    actor: str,
+    now: datetime,
+    policy: Policy,
+    prefer_grant: int = NO_GRANT,
+    **fields: Any,
+) -> Posting:
+    taken = take(
+        conn, user_id, amount, now=now, policy=policy, prefer_grant=prefer_grant, usage=False
+    )
     if taken.unlimited:
-        raise InvalidInput(f"user {user_id} is on an unlimited plan; their credits are not "
-                           "spent, so there is nothing to remove")
-    entry_id = post_entry(conn, user_id=user_id, type="adjustment", amount=-amount,
-                          balance_after=taken.balance_after, actor=actor, now=now, **fields)
+        raise InvalidInput(
+            f"user {user_id} is on an unlimited plan; their credits are not "
+            "spent, so there is nothing to remove"
+        )
+    entry_id = post_entry(
+        conn,
+        user_id=user_id,
+        type="adjustment",
+        amount=-amount,
+        balance_after=taken.balance_after,
+        actor=actor,
+        now=now,
+        **fields,
+    )
     return Posting(entry_id, user_id, "adjustment", -amount, taken.balance_after)
 
 
-def reverse(engine: Engine, entry_id: int, *, actor: str, reason: str, policy: Policy,
-            now: datetime | None = None) -> Posting:
+def reverse(
+    engine: Engine,
+    entry_id: int,
+    *,
+    actor: str,
+    reason: str,
+    policy: Policy,
+    now: datetime | None = None,
+) -> Posting:
     """Post the opposite of an entry: usage comes back as a refund grant, grants are taken back."""
     from creditctl.ledger.audit import record
 
@@ -109,22 +188,47 @@ def reverse(engine: Engine, entry_id: int, *, actor: str, reason: str, policy: P
     def operation(conn: Connection) -> Posting:
         original = conn.execute(sa.select(entries).where(entries.c.id == entry_id)).first()
         if original is None:
-            raise NotFound(f"ledger entry {entry_id} does not exist; see "
-                           "`creditctl credits history USER`")
+            raise NotFound(
+                f"ledger entry {entry_id} does not exist; see `creditctl credits history USER`"
+            )
         _check_reversible(conn, original)
         current_user(conn, original.user_id, now)
-        fields = {"description": f"reversal of entry {entry_id}: {reason}",
-                  "reverses_entry_id": entry_id, "reference": original.reference}
+        fields = {
+            "description": f"reversal of entry {entry_id}: {reason}",
+            "reverses_entry_id": entry_id,
+            "reference": original.reference,
+        }
         if original.amount < 0:
-            posting = add_grant(conn, user_id=original.user_id, source="refund",
-                                amount=-original.amount, actor=actor, now=now, **fields)
+            posting = add_grant(
+                conn,
+                user_id=original.user_id,
+                source="refund",
+                amount=-original.amount,
+                actor=actor,
+                now=now,
+                **fields,
+            )
         else:
-            posting = _remove(conn, original.user_id, original.amount, actor=actor, now=now,
-                              policy=policy, prefer_grant=original.grant_id or NO_GRANT,
-                              **fields)
-        record(conn, operator=actor, action="reverse", user_id=original.user_id,
-               entry_id=posting.entry_id, reason=reason, now=now,
-               details={"reversed_entry_id": entry_id, "amount": -original.amount})
+            posting = _remove(
+                conn,
+                original.user_id,
+                original.amount,
+                actor=actor,
+                now=now,
+                policy=policy,
+                prefer_grant=original.grant_id or NO_GRANT,
+                **fields,
+            )
+        record(
+            conn,
+            operator=actor,
+            action="reverse",
+            user_id=original.user_id,
+            entry_id=posting.entry_id,
+            reason=reason,
+            now=now,
+            details={"reversed_entry_id": entry_id, "amount": -original.amount},
+        )
         return posting
 
     return run_write(engine, operation)
@@ -132,21 +236,24 @@ def reverse(engine: Engine, entry_id: int, *, actor: str, reason: str, policy: P
 
 def _check_reversible(conn: Connection, original: Row) -> None:
     if original.type not in REVERSIBLE:
-        raise Conflict(f"entry {original.id} is a {original.type} entry, which cannot be "
-                       "reversed; release or capture the hold, or post an adjustment")
+        raise Conflict(
+            f"entry {original.id} is a {original.type} entry, which cannot be "
+            "reversed; release or capture the hold, or post an adjustment"
+        )
     if original.reverses_entry_id is not None:
         raise Conflict(f"entry {original.id} is itself a reversal; post an adjustment instead")
     if original.amount == 0:
         raise Conflict(f"entry {original.id} moved no credits, so there is nothing to reverse")
-    later = conn.execute(sa.select(entries.c.id).where(
-        entries.c.reverses_entry_id == original.id)).scalar_one_or_none()
+    later = conn.execute(
+        sa.select(entries.c.id).where(entries.c.reverses_entry_id == original.id)
+    ).scalar_one_or_none()
     if later is not None:
         raise AlreadyReversed(f"entry {original.id} was already reversed by entry {later}")
 
 
 def require_reason(reason: str | None) -> str:
     if reason is None or not reason.strip():
-        raise InvalidInput("a reason is required: pass --reason \"why this change is made\"")
+        raise InvalidInput('a reason is required: pass --reason "why this change is made"')
     if len(reason) > 500:
         raise InvalidInput("reason is longer than 500 characters; shorten it")
     return reason.strip()

@@ -44,18 +44,24 @@ class _Driver:
             import sqlite3
 
             self.errors = (sqlite3.Error,)
-            self.conn = sqlite3.connect(_sqlite_path(url), timeout=busy_timeout_ms / 1000,
-                                        isolation_level=None)
-            for pragma in ("journal_mode=WAL", f"busy_timeout={int(busy_timeout_ms)}",
-                           "foreign_keys=ON", "synchronous=NORMAL"):
+            self.conn = sqlite3.connect(
+                _sqlite_path(url), timeout=busy_timeout_ms / 1000, isolation_level=None
+            )
+            for pragma in (
+                "journal_mode=WAL",
+                f"busy_timeout={int(busy_timeout_ms)}",
+                "foreign_keys=ON",
+                "synchronous=NORMAL",
+            ):
                 self.conn.execute(f"PRAGMA {pragma}")
             self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         else:
             import psycopg
 
             self.errors = (psycopg.Error,)
-            self.conn = psycopg.connect(url.replace("+psycopg", "", 1), connect_timeout=5,
-                                        application_name="creditctl")
+            self.conn = psycopg.connect(
+                url.replace("+psycopg", "", 1), connect_timeout=5, application_name="creditctl"
+            )
 
     def time(self, moment: datetime) -> Any:
         if self.dialect == "sqlite":
@@ -90,8 +96,7 @@ def _sqlite_path(url: str) -> str:
 
 
 def _open(url: str, busy_timeout_ms: int, write: bool) -> _Driver | None:
-    if not url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://",
-                           "postgres://")):
+    if not url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://", "postgres://")):
         return None
     try:
         return _Driver(url, busy_timeout_ms, write)
@@ -103,17 +108,27 @@ def _due(moment: Any, now: Any) -> bool:
     return moment is not None and moment <= now
 
 
-def deduct(database: Database, user: str, amount: int, *, actor: str, policy: Policy,
-           ref: str | None = None, key: str | None = None) -> Posting:
+def deduct(
+    database: Database,
+    user: str,
+    amount: int,
+    *,
+    actor: str,
+    policy: Policy,
+    ref: str | None = None,
+    key: str | None = None,
+) -> Posting:
     """Spend `amount` credits: on the bare driver when it can, else through creditctl.ledger."""
     now = utcnow()
-    posting = _try_deduct(database, user, amount, actor=actor, policy=policy, now=now, ref=ref,
-                          key=key)
+    posting = _try_deduct(
+        database, user, amount, actor=actor, policy=policy, now=now, ref=ref, key=key
+    )
     if posting is None:
         from creditctl.ledger.spending import deduct as full_deduct
 
-        posting = full_deduct(database.engine(), user, amount, actor=actor, policy=policy,
-                              ref=ref, key=key, now=now)
+        posting = full_deduct(
+            database.engine(), user, amount, actor=actor, policy=policy, ref=ref, key=key, now=now
+        )
     return posting
 
 
@@ -128,16 +143,26 @@ def balance(database: Database, user: str) -> Balance:
     return result
 
 
-def _try_deduct(database: Database, user: str, amount: int, *, actor: str, policy: Policy,
-                now: datetime, ref: str | None, key: str | None) -> Posting | None:
+def _try_deduct(
+    database: Database,
+    user: str,
+    amount: int,
+    *,
+    actor: str,
+    policy: Policy,
+    now: datetime,
+    ref: str | None,
+    key: str | None,
+) -> Posting | None:
     """The common deduct, committed; or None, having written nothing."""
     driver = _open(database.url, database.busy_timeout_ms, write=True)
     if driver is None:
         return None
     try:
         try:
-            posting = _deduct(driver, user, amount, actor=actor, policy=policy, now=now,
-                              ref=ref, key=key)
+            posting = _deduct(
+                driver, user, amount, actor=actor, policy=policy, now=now, ref=ref, key=key
+            )
         except driver.errors:
             # A key race, a missing table, a lock timeout: the full path decides and explains.
             return None
@@ -150,8 +175,17 @@ def _try_deduct(database: Database, user: str, amount: int, *, actor: str, polic
         driver.close()
 
 
-def _deduct(driver: _Driver, user: str, amount: int, *, actor: str, policy: Policy,
-            now: datetime, ref: str | None, key: str | None) -> Posting | None:
+def _deduct(
+    driver: _Driver,
+    user: str,
+    amount: int,
+    *,
+    actor: str,
+    policy: Policy,
+    now: datetime,
+    ref: str | None,
+    key: str | None,
+) -> Posting | None:
     by_email = "@" in user
     who = user.strip().lower() if by_email else user.strip()
     stamp = driver.time(now)
@@ -159,31 +193,56 @@ def _deduct(driver: _Driver, user: str, amount: int, *, actor: str, policy: Poli
         state = driver.one("state_by_email" if by_email else "state_by_id", {"who": who})
         if state is None or driver.one("find_key", {"uid": state[0], "key": key}):
             return None
-    taken = driver.one("take_by_email" if by_email else "take_by_id",
-                       {"who": who, "n": amount, "now": stamp,
-                        "usage_cutoff": driver.time(policy.usage_cutoff(now))})
+    taken = driver.one(
+        "take_by_email" if by_email else "take_by_id",
+        {
+            "who": who,
+            "n": amount,
+            "now": stamp,
+            "usage_cutoff": driver.time(policy.usage_cutoff(now)),
+        },
+    )
     if taken is not None:
         user_id, balance_after, held, plan = taken
         driver.run("draw", {"uid": user_id, "n": amount, "now": stamp, "prefer": -1})
         spent, description, unlimited = -amount, "usage", False
     else:
         state = driver.one("state_by_email" if by_email else "state_by_id", {"who": who})
-        if state is None or state[7] is not None or _due(state[5], stamp) \
-                or _due(state[6], stamp) or state[8] is not None:
+        if (
+            state is None
+            or state[7] is not None
+            or _due(state[5], stamp)
+            or _due(state[6], stamp)
+            or state[8] is not None
+        ):
             return None  # refused, stale, or overdue: the full path says why
         user_id, plan = state[0], state[2]
         balance_after, held = driver.one("lock_user", {"uid": user_id})
         spent, description, unlimited = 0, "usage (unlimited plan)", True
-    (entry_id,) = driver.one("insert_entry", {
-        "user_id": user_id, "type": "usage", "amount": spent, "balance_after": balance_after,
-        "quantity": amount, "description": description, "actor": actor, "reference": ref,
-        "idempotency_key": key,
-        "request_hash": fingerprint("deduct", amount, ref, "") if key else None,
-        "created_at": stamp,
-    })
-    return Posting(entry_id, user_id, "usage", spent, balance_after,
-                   extra={"held": held, "plan": plan, "unlimited": unlimited,
-                          "available": balance_after})
+    (entry_id,) = driver.one(
+        "insert_entry",
+        {
+            "user_id": user_id,
+            "type": "usage",
+            "amount": spent,
+            "balance_after": balance_after,
+            "quantity": amount,
+            "description": description,
+            "actor": actor,
+            "reference": ref,
+            "idempotency_key": key,
+            "request_hash": fingerprint("deduct", amount, ref, "") if key else None,
+            "created_at": stamp,
+        },
+    )
+    return Posting(
+        entry_id,
+        user_id,
+        "usage",
+        spent,
+        balance_after,
+        extra={"held": held, "plan": plan, "unlimited": unlimited, "available": balance_after},
+    )
 
 
 def _try_balance(database: Database, user: str, *, now: datetime) -> Balance | None:
@@ -193,8 +252,10 @@ def _try_balance(database: Database, user: str, *, now: datetime) -> Balance | N
         return None
     try:
         by_email = "@" in user
-        state = driver.one("state_by_email" if by_email else "state_by_id",
-                           {"who": user.strip().lower() if by_email else user.strip()})
+        state = driver.one(
+            "state_by_email" if by_email else "state_by_id",
+            {"who": user.strip().lower() if by_email else user.strip()},
+        )
         stamp = driver.time(now)
         if state is None or _due(state[5], stamp) or _due(state[6], stamp):
             return None

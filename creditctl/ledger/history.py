@@ -15,8 +15,15 @@ from creditctl.ledger.lookup import user_state
 
 # --- history -----------------------------------------------------------------------------------
 
-def history(engine: Engine, user: str, *, since: datetime | None = None,
-            until: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+
+def history(
+    engine: Engine,
+    user: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
     """The user's ledger entries, oldest first (the newest `limit` when given)."""
     with read(engine) as conn:
         user_id = user_state(conn, user).id
@@ -34,10 +41,18 @@ def history(engine: Engine, user: str, *, since: datetime | None = None,
 
 def entry_dict(row: Row) -> dict[str, Any]:
     return {
-        "id": row.id, "created_at": iso(row.created_at), "user_id": row.user_id,
-        "type": row.type, "amount": row.amount, "balance_after": row.balance_after,
-        "quantity": row.quantity, "description": row.description, "actor": row.actor,
-        "reference": row.reference, "idempotency_key": row.idempotency_key,
-        "grant_id": row.grant_id, "hold_id": row.hold_id,
+        "id": row.id,
+        "created_at": iso(row.created_at),
+        "user_id": row.user_id,
+        "type": row.type,
+        "amount": row.amount,
+        "balance_after": row.balance_after,
+        "quantity": row.quantity,
+        "description": row.description,
+        "actor": row.actor,
+        "reference": row.reference,
+        "idempotency_key": row.idempotency_key,
+        "grant_id": row.grant_id,
+        "hold_id": row.hold_id,
         "reverses_entry_id": row.reverses_entry_id,
     }

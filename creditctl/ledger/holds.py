@@ -32,17 +32,23 @@ from creditctl.ledger.sweep import return_allocations, settle, settle_due
 from creditctl.ledger.transactions import run_write
 
 INSERT_HOLD = holds.insert().returning(holds.c.id)
-_SETTLE_OPEN = (holds.update()
-                .where(holds.c.id == bindparam("hold_id"), holds.c.status == "open",
-                       holds.c.expires_at > bindparam("now"))
-                .values(status=bindparam("status"), captured=bindparam("captured"),
-                        settled_at=bindparam("now"))
-                .returning(holds.c.user_id, holds.c.amount, holds.c.reference))
+_SETTLE_OPEN = (
+    holds.update()
+    .where(
+        holds.c.id == bindparam("hold_id"),
+        holds.c.status == "open",
+        holds.c.expires_at > bindparam("now"),
+    )
+    .values(status=bindparam("status"), captured=bindparam("captured"), settled_at=bindparam("now"))
+    .returning(holds.c.user_id, holds.c.amount, holds.c.reference)
+)
 _FIND_HOLD = sa.select(holds).where(holds.c.id == bindparam("hold_id"))
-_SET_HELD = (users.update().where(users.c.id == bindparam("uid"))
-             .values(balance=users.c.balance + bindparam("back"),
-                     held=users.c.held - bindparam("funded"))
-             .returning(users.c.balance, users.c.held))
+_SET_HELD = (
+    users.update()
+    .where(users.c.id == bindparam("uid"))
+    .values(balance=users.c.balance + bindparam("back"), held=users.c.held - bindparam("funded"))
+    .returning(users.c.balance, users.c.held)
+)
 
 
 @dataclass(frozen=True)
@@ -59,15 +65,32 @@ class HoldResult:
     replayed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"hold_id": self.hold_id, "user_id": self.user_id, "status": self.status,
-                "amount": self.amount, "captured": self.captured,
-                "expires_at": iso(self.expires_at), "entry_id": self.entry_id,
-                "available": self.available, "held": self.held, "replayed": self.replayed}
+        return {
+            "hold_id": self.hold_id,
+            "user_id": self.user_id,
+            "status": self.status,
+            "amount": self.amount,
+            "captured": self.captured,
+            "expires_at": iso(self.expires_at),
+            "entry_id": self.entry_id,
+            "available": self.available,
+            "held": self.held,
+            "replayed": self.replayed,
+        }
 
 
-def reserve(engine: Engine, user: str, amount: int, *, ttl: timedelta, actor: str,
-            policy: Policy, ref: str | None = None, key: str | None = None,
-            now: datetime | None = None) -> HoldResult:
+def reserve(
+    engine: Engine,
+    user: str,
+    amount: int,
+    *,
+    ttl: timedelta,
+    actor: str,
+    policy: Policy,
+    ref: str | None = None,
+    key: str | None = None,
+    now: datetime | None = None,
+) -> HoldResult:
     """Set `amount` credits aside until captured, released, or `ttl` passes."""
     now = now or utcnow()
     expires_at = now + ttl
@@ -80,36 +103,79 @@ def reserve(engine: Engine, user: str, amount: int, *, ttl: timedelta, actor: st
             if previous is not None:
                 return _replay(conn, replayed(previous, user_id))
         state = user_state(conn, user)
-        hold_id = conn.execute(INSERT_HOLD, {
-            "user_id": state.id, "amount": amount, "captured": 0, "status": "open",
-            "reference": ref, "created_at": now, "expires_at": expires_at,
-        }).scalar_one()
+        hold_id = conn.execute(
+            INSERT_HOLD,
+            {
+                "user_id": state.id,
+                "amount": amount,
+                "captured": 0,
+                "status": "open",
+                "reference": ref,
+                "created_at": now,
+                "expires_at": expires_at,
+            },
+        ).scalar_one()
         taken = take(conn, user, amount, now=now, policy=policy, hold=(hold_id, expires_at))
         entry_id = post_entry(
-            conn, user_id=taken.user_id, type="hold", amount=0 if taken.unlimited else -amount,
-            balance_after=taken.balance_after, quantity=amount, actor=actor, now=now,
-            reference=ref, hold_id=hold_id, idempotency_key=key,
-            request_hash=request if key else None, description=f"hold {hold_id}")
-        return HoldResult(hold_id, taken.user_id, "open", amount, 0, expires_at, entry_id,
-                          taken.balance_after, taken.held)
+            conn,
+            user_id=taken.user_id,
+            type="hold",
+            amount=0 if taken.unlimited else -amount,
+            balance_after=taken.balance_after,
+            quantity=amount,
+            actor=actor,
+            now=now,
+            reference=ref,
+            hold_id=hold_id,
+            idempotency_key=key,
+            request_hash=request if key else None,
+            description=f"hold {hold_id}",
+        )
+        return HoldResult(
+            hold_id,
+            taken.user_id,
+            "open",
+            amount,
+            0,
+            expires_at,
+            entry_id,
+            taken.balance_after,
+            taken.held,
+        )
 
     return run_write(engine, operation)
 
 
-def capture(engine: Engine, hold_id: int, amount: int | None = None, *, actor: str,
-            key: str | None = None, now: datetime | None = None) -> HoldResult:
+def capture(
+    engine: Engine,
+    hold_id: int,
+    amount: int | None = None,
+    *,
+    actor: str,
+    key: str | None = None,
+    now: datetime | None = None,
+) -> HoldResult:
     """Spend all of a hold, or `amount` of it; the rest returns to the balance at once."""
     return _settle_hold(engine, hold_id, amount, "captured", actor=actor, key=key, now=now)
 
 
-def release(engine: Engine, hold_id: int, *, actor: str, key: str | None = None,
-            now: datetime | None = None) -> HoldResult:
+def release(
+    engine: Engine, hold_id: int, *, actor: str, key: str | None = None, now: datetime | None = None
+) -> HoldResult:
     """Return every credit of a hold to the balance."""
     return _settle_hold(engine, hold_id, 0, "released", actor=actor, key=key, now=now)
 
 
-def _settle_hold(engine: Engine, hold_id: int, amount: int | None, status: str, *, actor: str,
-                 key: str | None, now: datetime | None) -> HoldResult:
+def _settle_hold(
+    engine: Engine,
+    hold_id: int,
+    amount: int | None,
+    status: str,
+    *,
+    actor: str,
+    key: str | None,
+    now: datetime | None,
+) -> HoldResult:
     now = now or utcnow()
     request = fingerprint(status, hold_id, amount)
 
@@ -121,11 +187,13 @@ def _settle_hold(engine: Engine, hold_id: int, amount: int | None, status: str, 
                 return _replay(conn, replayed(previous, hold.user_id))
         spend = hold.amount if amount is None else amount
         if spend > hold.amount:
-            raise InvalidInput(f"cannot capture {spend} credits: hold {hold_id} holds only "
-                               f"{hold.amount}")
+            raise InvalidInput(
+                f"cannot capture {spend} credits: hold {hold_id} holds only {hold.amount}"
+            )
         conn.execute(LOCK_USER, {"uid": hold.user_id})
-        settled = conn.execute(_SETTLE_OPEN, {"hold_id": hold_id, "now": now,
-                                              "status": status, "captured": spend}).first()
+        settled = conn.execute(
+            _SETTLE_OPEN, {"hold_id": hold_id, "now": now, "status": status, "captured": spend}
+        ).first()
         if settled is None:
             raise _already_settled(_find(conn, hold_id), now)
         return _finish(conn, hold, spend, status, actor=actor, key=key, request=request, now=now)
@@ -133,37 +201,78 @@ def _settle_hold(engine: Engine, hold_id: int, amount: int | None, status: str, 
     return run_write(engine, operation)
 
 
-def _finish(conn: Connection, hold: Row, spend: int, status: str, *, actor: str,
-            key: str | None, request: str, now: datetime) -> HoldResult:
+def _finish(
+    conn: Connection,
+    hold: Row,
+    spend: int,
+    status: str,
+    *,
+    actor: str,
+    key: str | None,
+    request: str,
+    now: datetime,
+) -> HoldResult:
     funded = _funded(conn, hold.id)
     back = return_allocations(conn, hold.id, keep=spend)
     balance_now, held = conn.execute(
-        _SET_HELD, {"uid": hold.user_id, "back": back, "funded": funded}).one()
+        _SET_HELD, {"uid": hold.user_id, "back": back, "funded": funded}
+    ).one()
     keyed = {"idempotency_key": key, "request_hash": request if key else None}
     entry_id = None
     if status == "captured":
-        entry_id = post_entry(conn, user_id=hold.user_id, type="capture", amount=0,
-                              balance_after=balance_now - back, quantity=spend, actor=actor,
-                              now=now, hold_id=hold.id, reference=hold.reference,
-                              description=f"captured {spend} of hold {hold.id}", **keyed)
+        entry_id = post_entry(
+            conn,
+            user_id=hold.user_id,
+            type="capture",
+            amount=0,
+            balance_after=balance_now - back,
+            quantity=spend,
+            actor=actor,
+            now=now,
+            hold_id=hold.id,
+            reference=hold.reference,
+            description=f"captured {spend} of hold {hold.id}",
+            **keyed,
+        )
         keyed = {}
     if back or entry_id is None:
-        release_id = post_entry(conn, user_id=hold.user_id, type="release", amount=back,
-                                balance_after=balance_now, actor=actor, now=now,
-                                hold_id=hold.id, reference=hold.reference,
-                                description=f"released {back} from hold {hold.id}", **keyed)
+        release_id = post_entry(
+            conn,
+            user_id=hold.user_id,
+            type="release",
+            amount=back,
+            balance_after=balance_now,
+            actor=actor,
+            now=now,
+            hold_id=hold.id,
+            reference=hold.reference,
+            description=f"released {back} from hold {hold.id}",
+            **keyed,
+        )
         entry_id = entry_id or release_id
     state = user_state(conn, hold.user_id)
     if needs_settling(state, now):
         settle(conn, hold.user_id, now=now)
         state = user_state(conn, hold.user_id)
-    return HoldResult(hold.id, hold.user_id, status, hold.amount, spend, hold.expires_at,
-                      entry_id, state.balance, state.held)
+    return HoldResult(
+        hold.id,
+        hold.user_id,
+        status,
+        hold.amount,
+        spend,
+        hold.expires_at,
+        entry_id,
+        state.balance,
+        state.held,
+    )
 
 
 def _funded(conn: Connection, hold_id: int) -> int:
-    return conn.execute(sa.select(sa.func.coalesce(sa.func.sum(allocations.c.amount), 0))
-                        .where(allocations.c.hold_id == hold_id)).scalar_one()
+    return conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(allocations.c.amount), 0)).where(
+            allocations.c.hold_id == hold_id
+        )
+    ).scalar_one()
 
 
 def _find(conn: Connection, hold_id: int) -> Row:
@@ -175,17 +284,28 @@ def _find(conn: Connection, hold_id: int) -> Row:
 
 def _already_settled(hold: Row, now: datetime) -> HoldSettled:
     if hold.status == "open":
-        return HoldSettled(f"hold {hold.id} expired at {iso(hold.expires_at)}; its credits "
-                           "went back to the balance, so nothing was captured or released")
+        return HoldSettled(
+            f"hold {hold.id} expired at {iso(hold.expires_at)}; its credits "
+            "went back to the balance, so nothing was captured or released"
+        )
     return HoldSettled(f"hold {hold.id} is already {hold.status}; nothing was changed")
 
 
 def _replay(conn: Connection, posting: Posting) -> HoldResult:
     hold = _find(conn, posting.hold_id)
     state = user_state(conn, hold.user_id)
-    return HoldResult(hold.id, hold.user_id, hold.status, hold.amount, hold.captured,
-                      hold.expires_at, posting.entry_id, state.balance, state.held,
-                      replayed=True)
+    return HoldResult(
+        hold.id,
+        hold.user_id,
+        hold.status,
+        hold.amount,
+        hold.captured,
+        hold.expires_at,
+        posting.entry_id,
+        state.balance,
+        state.held,
+        replayed=True,
+    )
 
 
 def expire(engine: Engine, *, now: datetime | None = None) -> dict[str, int]:
@@ -193,8 +313,9 @@ def expire(engine: Engine, *, now: datetime | None = None) -> dict[str, int]:
     return settle_due(engine, now=now)
 
 
-def open_holds(engine: Engine, *, user: str | None = None,
-               now: datetime | None = None) -> list[dict[str, Any]]:
+def open_holds(
+    engine: Engine, *, user: str | None = None, now: datetime | None = None
+) -> list[dict[str, Any]]:
     """Open holds, oldest first; an expired one not yet swept is marked so."""
     now = now or utcnow()
     query = sa.select(holds).where(holds.c.status == "open").order_by(holds.c.id)
@@ -202,8 +323,15 @@ def open_holds(engine: Engine, *, user: str | None = None,
         if user is not None:
             query = query.where(holds.c.user_id == user_state(conn, user).id)
         rows = conn.execute(query).all()
-    return [{"hold_id": r.id, "user_id": r.user_id, "amount": r.amount,
-             "reference": r.reference, "created_at": iso(r.created_at),
-             "expires_at": iso(r.expires_at),
-             "state": "expired (not yet swept)" if r.expires_at <= now else "open"}
-            for r in rows]
+    return [
+        {
+            "hold_id": r.id,
+            "user_id": r.user_id,
+            "amount": r.amount,
+            "reference": r.reference,
+            "created_at": iso(r.created_at),
+            "expires_at": iso(r.expires_at),
+            "state": "expired (not yet swept)" if r.expires_at <= now else "open",
+        }
+        for r in rows
+    ]

@@ -25,8 +25,9 @@ def check_key(key: str | None) -> str | None:
     if key is None:
         return None
     if not _KEY.fullmatch(key):
-        raise InvalidInput("idempotency key must be 1 to 200 printable characters without "
-                           f"spaces, got {key!r}")
+        raise InvalidInput(
+            f"idempotency key must be 1 to 200 printable characters without spaces, got {key!r}"
+        )
     return key
 
 
@@ -39,11 +40,13 @@ def fingerprint(operation: str, *parts: object) -> str:
 def key_conflict(key: str, entry_id: int) -> IdempotencyConflict:
     return IdempotencyConflict(
         f"idempotency key {key!r} was already used for a different request "
-        f"(entry {entry_id}); use a new key for a new request")
+        f"(entry {entry_id}); use a new key for a new request"
+    )
 
 
 def is_key_race(exc: Exception) -> bool:
     """True when a concurrent request with the same key committed first."""
     text = str(getattr(exc, "orig", exc))
     return UNIQUE_KEY_CONSTRAINT in text or (
-        "ledger_entries.user_id, ledger_entries.idempotency_key" in text)
+        "ledger_entries.user_id, ledger_entries.idempotency_key" in text
+    )

@@ -23,11 +23,13 @@ def lookup_key(user: str) -> str:
 
 # --- reading ---------------------------------------------------------------------------------
 
+
 def user_state(conn: Connection, user: str) -> Row:
     row = conn.execute(STATE[by_email(user)], {"who": lookup_key(user)}).first()
     if row is None:
-        raise UnknownUser(f"unknown user {user!r}: no user has that id or email; "
-                          "see `creditctl users search`")
+        raise UnknownUser(
+            f"unknown user {user!r}: no user has that id or email; see `creditctl users search`"
+        )
     return row
 
 
@@ -41,5 +43,7 @@ def current_user(conn: Connection, user: str, now: datetime) -> str:
 
 def needs_settling(row: Row, now: datetime) -> bool:
     """True when a grant or hold of this user has expired and not yet been swept."""
-    return any(moment is not None and moment <= now
-               for moment in (row.next_grant_expiry, row.next_hold_expiry))
+    return any(
+        moment is not None and moment <= now
+        for moment in (row.next_grant_expiry, row.next_hold_expiry)
+    )

@@ -40,7 +40,10 @@ class Policy:
 def insufficient(user: str, available: int, needed: int, policy: Policy) -> InsufficientCredits:
     return InsufficientCredits(
         f"insufficient credits: {user} has {available} available, {needed} needed; "
-        f"{policy.hint(user)}", available=available, needed=needed)
+        f"{policy.hint(user)}",
+        available=available,
+        needed=needed,
+    )
 
 
 def overdue(user: str, since: datetime, policy: Policy) -> PaymentOverdue:
@@ -48,4 +51,6 @@ def overdue(user: str, since: datetime, policy: Policy) -> PaymentOverdue:
     return PaymentOverdue(
         f"usage is suspended: the subscription payment for {user} has failed since "
         f"{since.astimezone().date().isoformat()} and the {days}-day grace period is over; "
-        f"update the payment method with `creditctl stripe portal {user}`", since=since)
+        f"update the payment method with `creditctl stripe portal {user}`",
+        since=since,
+    )

@@ -13,10 +13,15 @@ from creditctl.ledger.results import Posting
 from creditctl.ledger.statements import LOCK_USER
 
 FIND_KEY = sa.select(
-    entries.c.id, entries.c.request_hash, entries.c.type, entries.c.amount,
-    entries.c.balance_after, entries.c.hold_id, entries.c.grant_id, entries.c.created_at,
-).where(entries.c.user_id == sa.bindparam("uid"),
-        entries.c.idempotency_key == sa.bindparam("key"))
+    entries.c.id,
+    entries.c.request_hash,
+    entries.c.type,
+    entries.c.amount,
+    entries.c.balance_after,
+    entries.c.hold_id,
+    entries.c.grant_id,
+    entries.c.created_at,
+).where(entries.c.user_id == sa.bindparam("uid"), entries.c.idempotency_key == sa.bindparam("key"))
 
 
 def find_previous(conn: Connection, user_id: str, key: str | None, request: str) -> Row | None:
@@ -36,6 +41,14 @@ def find_previous(conn: Connection, user_id: str, key: str | None, request: str)
 
 def replayed(row: Row, user_id: str, **extra: Any) -> Posting:
     """The first result of a request retried with the same idempotency key."""
-    return Posting(entry_id=row.id, user_id=user_id, type=row.type, amount=row.amount,
-                   balance_after=row.balance_after, replayed=True, hold_id=row.hold_id,
-                   grant_id=row.grant_id, extra=extra)
+    return Posting(
+        entry_id=row.id,
+        user_id=user_id,
+        type=row.type,
+        amount=row.amount,
+        balance_after=row.balance_after,
+        replayed=True,
+        hold_id=row.hold_id,
+        grant_id=row.grant_id,
+        extra=extra,
+    )

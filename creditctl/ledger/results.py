@@ -22,12 +22,20 @@ class Balance:
     def warnings(self, policy: Policy) -> list[str]:
         if self.unlimited or self.available >= policy.low_balance_threshold:
             return []
-        return [f"low balance: {self.available} credits left "
-                f"(warning threshold {policy.low_balance_threshold})"]
+        return [
+            f"low balance: {self.available} credits left "
+            f"(warning threshold {policy.low_balance_threshold})"
+        ]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "email": self.email, "plan": self.plan,
-                "unlimited": self.unlimited, "available": self.available, "held": self.held}
+        return {
+            "user_id": self.user_id,
+            "email": self.email,
+            "plan": self.plan,
+            "unlimited": self.unlimited,
+            "available": self.available,
+            "held": self.held,
+        }
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,17 @@ class Taken:
     unlimited: bool
 
 
-def take(conn: Connection, user: str, amount: int, *, now: datetime, policy: Policy,
-         prefer_grant: int = NO_GRANT, hold: tuple[int, datetime] | None = None,
-         usage: bool = True) -> Taken:
+def take(
+    conn: Connection,
+    user: str,
+    amount: int,
+    *,
+    now: datetime,
+    policy: Policy,
+    prefer_grant: int = NO_GRANT,
+    hold: tuple[int, datetime] | None = None,
+    usage: bool = True,
+) -> Taken:
     """Take `amount` credits from the soonest-expiring grants, or refuse.
 
     With `hold`, (hold id, expiry), the credits move to that hold instead of being spent.
@@ -50,8 +58,13 @@ def take(conn: Connection, user: str, amount: int, *, now: datetime, policy: Pol
     """
     statement = TAKE[(by_email(user), hold is not None)]
     cutoff = policy.usage_cutoff(now) if usage else NO_CUTOFF
-    params = {"who": lookup_key(user), "n": amount, "now": now, "usage_cutoff": cutoff,
-              "expires": hold[1] if hold else None}
+    params = {
+        "who": lookup_key(user),
+        "n": amount,
+        "now": now,
+        "usage_cutoff": cutoff,
+        "expires": hold[1] if hold else None,
+    }
     row = conn.execute(statement, params).first()
     if row is None:
         state = user_state(conn, user)
@@ -79,9 +92,18 @@ def take(conn: Connection, user: str, amount: int, *, now: datetime, policy: Pol
     return Taken(row.id, row.balance, row.held, row.plan, unlimited=False)
 
 
-def deduct(engine: Engine, user: str, amount: int, *, actor: str, policy: Policy,
-           ref: str | None = None, key: str | None = None, description: str = "",
-           now: datetime | None = None) -> Posting:
+def deduct(
+    engine: Engine,
+    user: str,
+    amount: int,
+    *,
+    actor: str,
+    policy: Policy,
+    ref: str | None = None,
+    key: str | None = None,
+    description: str = "",
+    now: datetime | None = None,
+) -> Posting:
     """Spend `amount` credits, or refuse with InsufficientCredits and change nothing."""
     now = now or utcnow()
     request = fingerprint("deduct", amount, ref, description)
@@ -92,18 +114,41 @@ def deduct(engine: Engine, user: str, amount: int, *, actor: str, policy: Policy
             previous = find_previous(conn, user_id, key, request)
             if previous is not None:
                 state = user_state(conn, user_id)
-                return replayed(previous, user_id, held=state.held, plan=state.plan,
-                                unlimited=state.credits is None, available=state.balance)
+                return replayed(
+                    previous,
+                    user_id,
+                    held=state.held,
+                    plan=state.plan,
+                    unlimited=state.credits is None,
+                    available=state.balance,
+                )
         taken = take(conn, user, amount, now=now, policy=policy)
         entry_id = post_entry(
-            conn, user_id=taken.user_id, type="usage",
-            amount=0 if taken.unlimited else -amount, balance_after=taken.balance_after,
-            quantity=amount, actor=actor, now=now, reference=ref, idempotency_key=key,
+            conn,
+            user_id=taken.user_id,
+            type="usage",
+            amount=0 if taken.unlimited else -amount,
+            balance_after=taken.balance_after,
+            quantity=amount,
+            actor=actor,
+            now=now,
+            reference=ref,
+            idempotency_key=key,
             request_hash=request if key else None,
-            description=description or ("usage (unlimited plan)" if taken.unlimited else "usage"))
-        return Posting(entry_id, taken.user_id, "usage", 0 if taken.unlimited else -amount,
-                       taken.balance_after,
-                       extra={"held": taken.held, "plan": taken.plan,
-                              "unlimited": taken.unlimited, "available": taken.balance_after})
+            description=description or ("usage (unlimited plan)" if taken.unlimited else "usage"),
+        )
+        return Posting(
+            entry_id,
+            taken.user_id,
+            "usage",
+            0 if taken.unlimited else -amount,
+            taken.balance_after,
+            extra={
+                "held": taken.held,
+                "plan": taken.plan,
+                "unlimited": taken.unlimited,
+                "available": taken.balance_after,
+            },
+        )
 
     return run_write(engine, operation)

@@ -28,8 +28,7 @@ _NOT_STALE = sa.and_(
     or_(users.c.next_hold_expiry.is_(None), users.c.next_hold_expiry > bindparam("now")),
 )
 # Usage stops once a failed payment is older than the grace period (billing.past_due_grace_days).
-_PAID_UP = or_(users.c.past_due_since.is_(None),
-               users.c.past_due_since > bindparam("usage_cutoff"))
+_PAID_UP = or_(users.c.past_due_since.is_(None), users.c.past_due_since > bindparam("usage_cutoff"))
 # Operators' corrections are not usage: a cutoff at the epoch never refuses them.
 NO_CUTOFF = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -41,12 +40,18 @@ def _take_statement(by_email: bool, for_hold: bool) -> sa.Update:
     if for_hold:
         values["held"] = users.c.held + bindparam("n")
         values["next_hold_expiry"] = earlier(users.c.next_hold_expiry, bindparam("expires"))
-    return (users.update()
-            .where(who == bindparam("who"), users.c.balance >= bindparam("n"), _NOT_STALE,
-                   _PAID_UP,
-                   users.c.plan.in_(_LIMITED_PLANS))
-            .values(**values)
-            .returning(users.c.id, users.c.balance, users.c.held, users.c.plan))
+    return (
+        users.update()
+        .where(
+            who == bindparam("who"),
+            users.c.balance >= bindparam("n"),
+            _NOT_STALE,
+            _PAID_UP,
+            users.c.plan.in_(_LIMITED_PLANS),
+        )
+        .values(**values)
+        .returning(users.c.id, users.c.balance, users.c.held, users.c.plan)
+    )
 
 
 def earlier(current: Any, candidate: Any) -> sa.Case:
@@ -61,55 +66,93 @@ _ORDERED = (
     sa.select(
         grants.c.id,
         grants.c.remaining,
-        (func.sum(grants.c.remaining).over(order_by=(
-            case((grants.c.id == bindparam("prefer"), 0), else_=1),
-            grants.c.expires_at.is_(None), grants.c.expires_at, grants.c.id,
-        )) - grants.c.remaining).label("before"),
+        (
+            func.sum(grants.c.remaining).over(
+                order_by=(
+                    case((grants.c.id == bindparam("prefer"), 0), else_=1),
+                    grants.c.expires_at.is_(None),
+                    grants.c.expires_at,
+                    grants.c.id,
+                )
+            )
+            - grants.c.remaining
+        ).label("before"),
     )
-    .where(grants.c.user_id == bindparam("uid"), grants.c.remaining > 0,
-           or_(grants.c.expires_at.is_(None), grants.c.expires_at > bindparam("now")))
+    .where(
+        grants.c.user_id == bindparam("uid"),
+        grants.c.remaining > 0,
+        or_(grants.c.expires_at.is_(None), grants.c.expires_at > bindparam("now")),
+    )
     .subquery("ordered")
 )
 _TAKE_FROM_GRANT = case(
     (_ORDERED.c.before + _ORDERED.c.remaining <= bindparam("n"), _ORDERED.c.remaining),
     else_=bindparam("n") - _ORDERED.c.before,
 )
-DRAW = (grants.update()
-        .where(grants.c.id == _ORDERED.c.id, _ORDERED.c.before < bindparam("n"))
-        .values(remaining=grants.c.remaining - _TAKE_FROM_GRANT))
+DRAW = (
+    grants.update()
+    .where(grants.c.id == _ORDERED.c.id, _ORDERED.c.before < bindparam("n"))
+    .values(remaining=grants.c.remaining - _TAKE_FROM_GRANT)
+)
 ALLOCATE = allocations.insert().from_select(
     ["hold_id", "grant_id", "amount"],
-    sa.select(bindparam("hold_id", type_=sa.Integer), _ORDERED.c.id, _TAKE_FROM_GRANT)
-    .where(_ORDERED.c.before < bindparam("n")),
+    sa.select(bindparam("hold_id", type_=sa.Integer), _ORDERED.c.id, _TAKE_FROM_GRANT).where(
+        _ORDERED.c.before < bindparam("n")
+    ),
 )
-DRAW_ALLOCATED = (grants.update()
-                  .where(grants.c.id == allocations.c.grant_id,
-                         allocations.c.hold_id == bindparam("hold_id"))
-                  .values(remaining=grants.c.remaining - allocations.c.amount))
+DRAW_ALLOCATED = (
+    grants.update()
+    .where(grants.c.id == allocations.c.grant_id, allocations.c.hold_id == bindparam("hold_id"))
+    .values(remaining=grants.c.remaining - allocations.c.amount)
+)
 
 INSERT_ENTRY = entries.insert().returning(entries.c.id)
 INSERT_GRANT = grants.insert().returning(grants.c.id)
-CREDIT = (users.update().where(users.c.id == bindparam("uid"))
-           .values(balance=users.c.balance + bindparam("n"),
-                   next_grant_expiry=earlier(users.c.next_grant_expiry, bindparam("expires")))
-           .returning(users.c.balance))
-CREDIT_NO_EXPIRY = (users.update().where(users.c.id == bindparam("uid"))
-                     .values(balance=users.c.balance + bindparam("n"))
-                     .returning(users.c.balance))
-NOTE_HOLD_EXPIRY = (users.update().where(users.c.id == bindparam("uid"))
-                     .values(next_hold_expiry=earlier(users.c.next_hold_expiry,
-                                                       bindparam("expires"))))
-LOCK_USER = (users.update().where(users.c.id == bindparam("uid"))
-             .values(balance=users.c.balance).returning(users.c.balance, users.c.held))
+CREDIT = (
+    users.update()
+    .where(users.c.id == bindparam("uid"))
+    .values(
+        balance=users.c.balance + bindparam("n"),
+        next_grant_expiry=earlier(users.c.next_grant_expiry, bindparam("expires")),
+    )
+    .returning(users.c.balance)
+)
+CREDIT_NO_EXPIRY = (
+    users.update()
+    .where(users.c.id == bindparam("uid"))
+    .values(balance=users.c.balance + bindparam("n"))
+    .returning(users.c.balance)
+)
+NOTE_HOLD_EXPIRY = (
+    users.update()
+    .where(users.c.id == bindparam("uid"))
+    .values(next_hold_expiry=earlier(users.c.next_hold_expiry, bindparam("expires")))
+)
+LOCK_USER = (
+    users.update()
+    .where(users.c.id == bindparam("uid"))
+    .values(balance=users.c.balance)
+    .returning(users.c.balance, users.c.held)
+)
 
 
 def _user_state(by_email: bool) -> sa.Select:
     who = users.c.email_key if by_email else users.c.id
-    return (sa.select(users.c.id, users.c.email, users.c.plan, users.c.balance, users.c.held,
-                      users.c.next_grant_expiry, users.c.next_hold_expiry, plans.c.credits,
-                      users.c.past_due_since)
-            .join_from(users, plans, users.c.plan == plans.c.name)
-            .where(who == bindparam("who")))
+    return (
+        sa.select(
+            users.c.id,
+            users.c.email,
+            users.c.plan,
+            users.c.balance,
+            users.c.held,
+            users.c.next_grant_expiry,
+            users.c.next_hold_expiry,
+            plans.c.credits,
+            users.c.past_due_since,
+        )
+        .join_from(users, plans, users.c.plan == plans.c.name)
+        .where(who == bindparam("who"))
+    )
 
 
 STATE = {False: _user_state(False), True: _user_state(True)}

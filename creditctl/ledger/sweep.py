@@ -17,39 +17,77 @@ from creditctl.ledger.transactions import run_write
 
 # --- expiry ------------------------------------------------------------------------------------
 
+
 def settle(conn: Connection, user_id: str, *, now: datetime) -> int:
     """Return expired holds' credits and expire lapsed grants; returns the entries written."""
     balance_now, held = conn.execute(LOCK_USER, {"uid": user_id}).one()
     written = 0
-    lapsed = conn.execute(sa.select(holds.c.id, holds.c.reference).where(
-        holds.c.user_id == user_id, holds.c.status == "open", holds.c.expires_at <= now,
-    ).order_by(holds.c.id)).all()
+    lapsed = conn.execute(
+        sa.select(holds.c.id, holds.c.reference)
+        .where(
+            holds.c.user_id == user_id,
+            holds.c.status == "open",
+            holds.c.expires_at <= now,
+        )
+        .order_by(holds.c.id)
+    ).all()
     for hold in lapsed:
         returned = return_allocations(conn, hold.id, keep=0)
-        conn.execute(holds.update().where(holds.c.id == hold.id)
-                     .values(status="expired", settled_at=now))
+        conn.execute(
+            holds.update().where(holds.c.id == hold.id).values(status="expired", settled_at=now)
+        )
         balance_now, held = balance_now + returned, held - returned
-        post_entry(conn, user_id=user_id, type="release", amount=returned,
-                   balance_after=balance_now, actor="system", now=now, hold_id=hold.id,
-                   reference=hold.reference, description=f"hold {hold.id} expired")
+        post_entry(
+            conn,
+            user_id=user_id,
+            type="release",
+            amount=returned,
+            balance_after=balance_now,
+            actor="system",
+            now=now,
+            hold_id=hold.id,
+            reference=hold.reference,
+            description=f"hold {hold.id} expired",
+        )
         written += 1
-    expired = conn.execute(sa.select(grants.c.id, grants.c.remaining).where(
-        grants.c.user_id == user_id, grants.c.remaining > 0, grants.c.expires_at <= now,
-    ).order_by(grants.c.expires_at, grants.c.id)).all()
+    expired = conn.execute(
+        sa.select(grants.c.id, grants.c.remaining)
+        .where(
+            grants.c.user_id == user_id,
+            grants.c.remaining > 0,
+            grants.c.expires_at <= now,
+        )
+        .order_by(grants.c.expires_at, grants.c.id)
+    ).all()
     for lapsed_grant in expired:
         conn.execute(grants.update().where(grants.c.id == lapsed_grant.id).values(remaining=0))
         balance_now -= lapsed_grant.remaining
-        post_entry(conn, user_id=user_id, type="expiry", amount=-lapsed_grant.remaining,
-                   balance_after=balance_now, actor="system", now=now,
-                   grant_id=lapsed_grant.id, description=f"grant {lapsed_grant.id} expired")
+        post_entry(
+            conn,
+            user_id=user_id,
+            type="expiry",
+            amount=-lapsed_grant.remaining,
+            balance_after=balance_now,
+            actor="system",
+            now=now,
+            grant_id=lapsed_grant.id,
+            description=f"grant {lapsed_grant.id} expired",
+        )
         written += 1
-    conn.execute(users.update().where(users.c.id == user_id).values(
-        balance=balance_now, held=held,
-        next_grant_expiry=sa.select(func.min(grants.c.expires_at)).where(
-            grants.c.user_id == user_id, grants.c.remaining > 0).scalar_subquery(),
-        next_hold_expiry=sa.select(func.min(holds.c.expires_at)).where(
-            holds.c.user_id == user_id, holds.c.status == "open").scalar_subquery(),
-    ))
+    conn.execute(
+        users.update()
+        .where(users.c.id == user_id)
+        .values(
+            balance=balance_now,
+            held=held,
+            next_grant_expiry=sa.select(func.min(grants.c.expires_at))
+            .where(grants.c.user_id == user_id, grants.c.remaining > 0)
+            .scalar_subquery(),
+            next_hold_expiry=sa.select(func.min(holds.c.expires_at))
+            .where(holds.c.user_id == user_id, holds.c.status == "open")
+            .scalar_subquery(),
+        )
+    )
     return written
 
 
@@ -63,23 +101,31 @@ def return_allocations(conn: Connection, hold_id: int, keep: int) -> int:
         sa.select(allocations.c.grant_id, allocations.c.amount, grants.c.expires_at)
         .join_from(allocations, grants, allocations.c.grant_id == grants.c.id)
         .where(allocations.c.hold_id == hold_id)
-        .order_by(grants.c.expires_at.is_(None), grants.c.expires_at, grants.c.id)).all()
+        .order_by(grants.c.expires_at.is_(None), grants.c.expires_at, grants.c.id)
+    ).all()
     returned, to_spend, earliest = 0, keep, None
     for row in rows:
         spent = min(row.amount, to_spend)
         to_spend -= spent
         back = row.amount - spent
         if back:
-            conn.execute(grants.update().where(grants.c.id == row.grant_id)
-                         .values(remaining=grants.c.remaining + back))
+            conn.execute(
+                grants.update()
+                .where(grants.c.id == row.grant_id)
+                .values(remaining=grants.c.remaining + back)
+            )
             returned += back
             if row.expires_at is not None and (earliest is None or row.expires_at < earliest):
                 earliest = row.expires_at
     if earliest is not None:
-        conn.execute(users.update()
-                     .where(users.c.id == sa.select(holds.c.user_id)
-                            .where(holds.c.id == hold_id).scalar_subquery())
-                     .values(next_grant_expiry=earlier(users.c.next_grant_expiry, earliest)))
+        conn.execute(
+            users.update()
+            .where(
+                users.c.id
+                == sa.select(holds.c.user_id).where(holds.c.id == hold_id).scalar_subquery()
+            )
+            .values(next_grant_expiry=earlier(users.c.next_grant_expiry, earliest))
+        )
     return returned
 
 
@@ -87,9 +133,20 @@ def settle_due(engine: Engine, *, now: datetime | None = None) -> dict[str, int]
     """Sweep every user with an expired hold or grant; each user in their own transaction."""
     now = now or utcnow()
     with read(engine) as conn:
-        due = conn.execute(sa.select(users.c.id).where(or_(
-            users.c.next_grant_expiry <= now, users.c.next_hold_expiry <= now,
-        )).order_by(users.c.id)).scalars().all()
+        due = (
+            conn.execute(
+                sa.select(users.c.id)
+                .where(
+                    or_(
+                        users.c.next_grant_expiry <= now,
+                        users.c.next_hold_expiry <= now,
+                    )
+                )
+                .order_by(users.c.id)
+            )
+            .scalars()
+            .all()
+        )
     written = 0
     for user_id in due:
         written += run_write(engine, lambda conn, uid=user_id: settle(conn, uid, now=now))

@@ -22,6 +22,7 @@ T = TypeVar("T")
 
 # --- transactions ------------------------------------------------------------------------------
 
+
 def run_write(engine: Engine, operation: Callable[[Connection], T]) -> T:
     """Run `operation` in one write transaction, retrying once if an idempotency key raced."""
     for attempt in (1, 2):
@@ -44,6 +45,7 @@ def translate_integrity_error(exc: sa.exc.IntegrityError) -> CreditctlError:
     if "reverses_entry_id" in text:
         return AlreadyReversed("that entry has already been reversed")
     if "balance_bounded" in text:
-        return InvalidInput("that change would take the balance past the limit of "
-                            "1000000000 credits")
+        return InvalidInput(
+            "that change would take the balance past the limit of 1000000000 credits"
+        )
     return CreditctlError(f"the database refused the change: {text.splitlines()[0]}")

@@ -26,8 +26,11 @@ class WebhookConfig:
             # Handlers may ask Stripe while they hold the event's transaction (and on SQLite
             # the write lock): bound that wait well inside the 30 s other writers will wait.
             gateway = Gateway.from_settings(settings, timeout_seconds=5.0, retries=1)
-        return cls(secrets=tuple(settings["stripe.webhook_secret"]),
-                   tolerance=settings["webhooks.tolerance_seconds"],
-                   max_body_bytes=settings["webhooks.max_body_bytes"],
-                   fetch_latest=settings["webhooks.fetch_latest"],
-                   default_plan=settings["credits.default_plan"], gateway=gateway)
+        return cls(
+            secrets=tuple(settings["stripe.webhook_secret"]),
+            tolerance=settings["webhooks.tolerance_seconds"],
+            max_body_bytes=settings["webhooks.max_body_bytes"],
+            fetch_latest=settings["webhooks.fetch_latest"],
+            default_plan=settings["credits.default_plan"],
+            gateway=gateway,
+        )

@@ -17,12 +17,22 @@ from creditctl.errors import UnknownEvent
 
 # --- operator commands -------------------------------------------------------------------------
 
+
 def event_dict(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "type": row.type, "status": row.status, "source": row.source,
-            "api_version": row.api_version, "stripe_created": iso(row.stripe_created),
-            "received_at": iso(row.received_at), "processed_at": iso(row.processed_at),
-            "attempts": row.attempts, "user_id": row.user_id, "last_error": row.last_error,
-            "ignored_reason": row.ignored_reason}
+    return {
+        "id": row.id,
+        "type": row.type,
+        "status": row.status,
+        "source": row.source,
+        "api_version": row.api_version,
+        "stripe_created": iso(row.stripe_created),
+        "received_at": iso(row.received_at),
+        "processed_at": iso(row.processed_at),
+        "attempts": row.attempts,
+        "user_id": row.user_id,
+        "last_error": row.last_error,
+        "ignored_reason": row.ignored_reason,
+    }
 
 
 def _listing(status: str | None, type_: str | None, since: datetime | None) -> sa.Select:
@@ -36,11 +46,20 @@ def _listing(status: str | None, type_: str | None, since: datetime | None) -> s
     return query
 
 
-def list_events(engine: Engine, *, status: str | None = None, type_: str | None = None,
-                since: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
+def list_events(
+    engine: Engine,
+    *,
+    status: str | None = None,
+    type_: str | None = None,
+    since: datetime | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
     """Stored events, oldest first (the newest `limit`)."""
-    query = _listing(status, type_, since).order_by(
-        webhook_events.c.received_at.desc(), webhook_events.c.id.desc()).limit(limit)
+    query = (
+        _listing(status, type_, since)
+        .order_by(webhook_events.c.received_at.desc(), webhook_events.c.id.desc())
+        .limit(limit)
+    )
     with read(engine) as conn:
         rows = conn.execute(query).all()
     return [event_dict(row) for row in reversed(rows)]
@@ -49,8 +68,7 @@ def list_events(engine: Engine, *, status: str | None = None, type_: str | None 
 def show_event(engine: Engine, event_id: str) -> dict[str, Any]:
     """One stored event with its payload."""
     with read(engine) as conn:
-        row = conn.execute(sa.select(webhook_events)
-                           .where(webhook_events.c.id == event_id)).first()
+        row = conn.execute(sa.select(webhook_events).where(webhook_events.c.id == event_id)).first()
     if row is None:
         raise UnknownEvent(f"no stored webhook event {event_id!r}; see `creditctl webhooks list`")
     return {**event_dict(row), "payload": json.loads(row.payload)}

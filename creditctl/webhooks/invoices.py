@@ -56,9 +56,16 @@ class PaidInvoice:
             return None
         line = payloads.subscription_line(invoice)
         start, end = payloads.invoice_period(invoice, line)
-        return cls(invoice["id"], subscription_id, invoice.get("customer"),
-                   payloads.line_price(line), start, end, invoice.get("billing_reason"),
-                   payloads.invoice_metadata(invoice))
+        return cls(
+            invoice["id"],
+            subscription_id,
+            invoice.get("customer"),
+            payloads.line_price(line),
+            start,
+            end,
+            invoice.get("billing_reason"),
+            payloads.invoice_metadata(invoice),
+        )
 
 
 def invoice_paid(ctx: EventContext) -> Result:
@@ -70,56 +77,87 @@ def invoice_paid(ctx: EventContext) -> Result:
     paid = PaidInvoice.read(invoice)
     if paid is None:
         return ignored(f"invoice {iid} belongs to no subscription")
-    user_id = map_user(ctx, subscription_id=paid.subscription_id, customer=paid.customer,
-                       metadata=[paid.metadata])
+    user_id = map_user(
+        ctx, subscription_id=paid.subscription_id, customer=paid.customer, metadata=[paid.metadata]
+    )
     if user_id is None:
         return ignored(f"invoice {iid} of subscription {paid.subscription_id} maps to no user")
     recorded = recorded_subscription(ctx.conn, paid.subscription_id)
     plan = map_plan(ctx, paid.price)
-    if plan is None and recorded is not None and recorded.stripe_price_id == payloads.obj_id(
-            paid.price):
+    if (
+        plan is None
+        and recorded is not None
+        and recorded.stripe_price_id == payloads.obj_id(paid.price)
+    ):
         plan = recorded.plan
     if plan is None and recorded is None:
         # A dashboard price known only by id: the subscription's own event names its plan,
         # and recording it re-runs this invoice (webhooks.revisit_deferred).
-        return ignored(f"{DEFERRED}price {payloads.obj_id(paid.price)} of invoice {iid} maps "
-                       f"to no plan until subscription {paid.subscription_id} is recorded",
-                       user_id)
+        return ignored(
+            f"{DEFERRED}price {payloads.obj_id(paid.price)} of invoice {iid} maps "
+            f"to no plan until subscription {paid.subscription_id} is recorded",
+            user_id,
+        )
     if plan is None:
-        return ignored(f"price {payloads.obj_id(paid.price)} of invoice {iid} maps to no plan "
-                       "(price id, lookup key, metadata.plan)", user_id)
+        return ignored(
+            f"price {payloads.obj_id(paid.price)} of invoice {iid} maps to no plan "
+            "(price id, lookup key, metadata.plan)",
+            user_id,
+        )
     return _grant_period(ctx, paid, user_id, plan, recorded)
 
 
-def _grant_period(ctx: EventContext, paid: PaidInvoice, user_id: str, plan: str,
-                  recorded: Row | None) -> Result:
+def _grant_period(
+    ctx: EventContext, paid: PaidInvoice, user_id: str, plan: str, recorded: Row | None
+) -> Result:
     start, end = paid.period_start, paid.period_end
     if paid.billing_reason == "subscription_update":
         # A mid-period change: its lines are prorations; the credits belong to the current period.
         if recorded is None:
-            return ignored(f"update invoice {paid.invoice_id} for subscription "
-                           f"{paid.subscription_id} not recorded yet; its "
-                           "customer.subscription.updated applies the change", user_id)
+            return ignored(
+                f"update invoice {paid.invoice_id} for subscription "
+                f"{paid.subscription_id} not recorded yet; its "
+                "customer.subscription.updated applies the change",
+                user_id,
+            )
         start, end = recorded.current_period_start, recorded.current_period_end
     if recorded is not None and recorded.status in ENDED:
-        return processed(f"subscription {paid.subscription_id} already ended; nothing granted",
-                         user_id)
+        return processed(
+            f"subscription {paid.subscription_id} already ended; nothing granted", user_id
+        )
     if start is None or end is None or end <= ctx.now:
-        return processed(f"invoice {paid.invoice_id} is for a period that has ended "
-                         f"({iso(end)}); nothing granted", user_id)
+        return processed(
+            f"invoice {paid.invoice_id} is for a period that has ended "
+            f"({iso(end)}); nothing granted",
+            user_id,
+        )
     link_customer(ctx.conn, user_id, payloads.obj_id(paid.customer))
     applied = apply_subscription_change(
-        ctx.conn, user_id=user_id, subscription_id=paid.subscription_id, plan=plan,
-        period_start=start, period_end=end, status="active",
-        stripe_created=_grant_only(recorded, ctx.created), actor=ctx.event_id, now=ctx.now,
-        customer_id=payloads.obj_id(paid.customer), price_id=payloads.obj_id(paid.price),
+        ctx.conn,
+        user_id=user_id,
+        subscription_id=paid.subscription_id,
+        plan=plan,
+        period_start=start,
+        period_end=end,
+        status="active",
+        stripe_created=_grant_only(recorded, ctx.created),
+        actor=ctx.event_id,
+        now=ctx.now,
+        customer_id=payloads.obj_id(paid.customer),
+        price_id=payloads.obj_id(paid.price),
         cancel_at_period_end=bool(recorded.cancel_at_period_end) if recorded else False,
-        paid=True, ended_plan=ctx.config.default_plan)
-    expired = expire_previous_plan_credits(ctx.conn, user_id, paid.subscription_id, start,
-                                           actor=ctx.event_id, now=ctx.now)
-    return processed(f"{plan} period {iso(start)}..{iso(end)} of {paid.subscription_id} "
-                     f"({paid.billing_reason or 'no billing_reason'}): granted "
-                     f"{applied.granted}, expired {expired} from earlier periods", user_id)
+        paid=True,
+        ended_plan=ctx.config.default_plan,
+    )
+    expired = expire_previous_plan_credits(
+        ctx.conn, user_id, paid.subscription_id, start, actor=ctx.event_id, now=ctx.now
+    )
+    return processed(
+        f"{plan} period {iso(start)}..{iso(end)} of {paid.subscription_id} "
+        f"({paid.billing_reason or 'no billing_reason'}): granted "
+        f"{applied.granted}, expired {expired} from earlier periods",
+        user_id,
+    )
 
 
 def _grant_only(recorded: Row | None, created: datetime) -> datetime:
@@ -139,8 +177,15 @@ def _grant_only(recorded: Row | None, created: datetime) -> datetime:
     return recorded.last_event_created - timedelta(seconds=1)
 
 
-def expire_previous_plan_credits(conn: Connection, user_id: str, subscription_id: str,
-                                 start: datetime, *, actor: str, now: datetime) -> int:
+def expire_previous_plan_credits(
+    conn: Connection,
+    user_id: str,
+    subscription_id: str,
+    start: datetime,
+    *,
+    actor: str,
+    now: datetime,
+) -> int:
     """Expire what remains of the subscription's earlier periods' plan grants; returns the credits.
 
     Earlier means a dated plan grant of this subscription ending before this period ends
@@ -148,24 +193,46 @@ def expire_previous_plan_credits(conn: Connection, user_id: str, subscription_id
     sources or the free plan's local periods are left to their own expiry.
     """
     keep = period_prefix(subscription_id, start)
-    rows = conn.execute(sa.select(grants.c.id, grants.c.remaining).where(
-        grants.c.user_id == user_id, grants.c.source == "plan", grants.c.remaining > 0,
-        grants.c.expires_at.is_not(None), grants.c.expires_at <= start + timedelta(days=1),
-        grants.c.period_key.startswith(f"{subscription_id}:", autoescape=True),
-        ~grants.c.period_key.startswith(keep, autoescape=True),
-    ).order_by(grants.c.id)).all()
+    rows = conn.execute(
+        sa.select(grants.c.id, grants.c.remaining)
+        .where(
+            grants.c.user_id == user_id,
+            grants.c.source == "plan",
+            grants.c.remaining > 0,
+            grants.c.expires_at.is_not(None),
+            grants.c.expires_at <= start + timedelta(days=1),
+            grants.c.period_key.startswith(f"{subscription_id}:", autoescape=True),
+            ~grants.c.period_key.startswith(keep, autoescape=True),
+        )
+        .order_by(grants.c.id)
+    ).all()
     if not rows:
         return 0
     balance, _held = conn.execute(LOCK_USER, {"uid": user_id}).one()
     for row in rows:
         conn.execute(grants.update().where(grants.c.id == row.id).values(remaining=0))
         balance -= row.remaining
-        post_entry(conn, user_id=user_id, type="expiry", amount=-row.remaining,
-                   balance_after=balance, actor=actor, now=now, grant_id=row.id,
-                   description=f"grant {row.id} expired: a new plan period started")
-    conn.execute(users.update().where(users.c.id == user_id).values(
-        balance=balance, next_grant_expiry=sa.select(sa.func.min(grants.c.expires_at)).where(
-            grants.c.user_id == user_id, grants.c.remaining > 0).scalar_subquery()))
+        post_entry(
+            conn,
+            user_id=user_id,
+            type="expiry",
+            amount=-row.remaining,
+            balance_after=balance,
+            actor=actor,
+            now=now,
+            grant_id=row.id,
+            description=f"grant {row.id} expired: a new plan period started",
+        )
+    conn.execute(
+        users.update()
+        .where(users.c.id == user_id)
+        .values(
+            balance=balance,
+            next_grant_expiry=sa.select(sa.func.min(grants.c.expires_at))
+            .where(grants.c.user_id == user_id, grants.c.remaining > 0)
+            .scalar_subquery(),
+        )
+    )
     return sum(row.remaining for row in rows)
 
 
@@ -175,28 +242,48 @@ def invoice_payment_failed(ctx: EventContext) -> Result:
     paid = PaidInvoice.read(invoice)
     if paid is None:
         return ignored(f"invoice {invoice['id']} belongs to no subscription")
-    user_id = map_user(ctx, subscription_id=paid.subscription_id, customer=paid.customer,
-                       metadata=[paid.metadata])
+    user_id = map_user(
+        ctx, subscription_id=paid.subscription_id, customer=paid.customer, metadata=[paid.metadata]
+    )
     if user_id is None:
-        return ignored(f"invoice {invoice['id']} of subscription {paid.subscription_id} "
-                       "maps to no user")
+        return ignored(
+            f"invoice {invoice['id']} of subscription {paid.subscription_id} maps to no user"
+        )
     recorded = recorded_subscription(ctx.conn, paid.subscription_id)
     if recorded is not None and recorded.status in ENDED:
         return processed(f"subscription {paid.subscription_id} already ended", user_id)
     state = _failed_state(ctx, paid, recorded)
     applied = apply_subscription_change(
-        ctx.conn, user_id=user_id, subscription_id=paid.subscription_id, status="past_due",
-        stripe_created=ctx.created, actor=ctx.event_id, now=ctx.now,
-        customer_id=payloads.obj_id(paid.customer), ended_plan=ctx.config.default_plan, **state)
+        ctx.conn,
+        user_id=user_id,
+        subscription_id=paid.subscription_id,
+        status="past_due",
+        stripe_created=ctx.created,
+        actor=ctx.event_id,
+        now=ctx.now,
+        customer_id=payloads.obj_id(paid.customer),
+        ended_plan=ctx.config.default_plan,
+        **state,
+    )
     what = "past_due" if applied.state_recorded else "older than the recorded state; kept"
-    return processed(f"payment of invoice {invoice['id']} failed: subscription "
-                     f"{paid.subscription_id} {what}", user_id)
+    return processed(
+        f"payment of invoice {invoice['id']} failed: subscription {paid.subscription_id} {what}",
+        user_id,
+    )
 
 
 def _failed_state(ctx: EventContext, paid: PaidInvoice, recorded: Row | None) -> dict[str, Any]:
     if recorded is not None:
-        return {"plan": recorded.plan, "period_start": recorded.current_period_start,
-                "period_end": recorded.current_period_end, "price_id": recorded.stripe_price_id,
-                "cancel_at_period_end": recorded.cancel_at_period_end}
-    return {"plan": map_plan(ctx, paid.price), "period_start": paid.period_start,
-            "period_end": paid.period_end, "price_id": payloads.obj_id(paid.price)}
+        return {
+            "plan": recorded.plan,
+            "period_start": recorded.current_period_start,
+            "period_end": recorded.current_period_end,
+            "price_id": recorded.stripe_price_id,
+            "cancel_at_period_end": recorded.cancel_at_period_end,
+        }
+    return {
+        "plan": map_plan(ctx, paid.price),
+        "period_start": paid.period_start,
+        "period_end": paid.period_end,
+        "price_id": payloads.obj_id(paid.price),
+    }

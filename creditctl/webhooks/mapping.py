@@ -26,22 +26,28 @@ from creditctl.webhooks.context import EventContext
 
 # --- mapping -----------------------------------------------------------------------------------
 
+
 def _existing_user(conn: Connection, user_id: Any) -> str | None:
     if not isinstance(user_id, str) or not user_id:
         return None
     return conn.execute(sa.select(users.c.id).where(users.c.id == user_id)).scalar()
 
 
-def linked_user(conn: Connection, subscription_id: str | None,
-                 customer_id: str | None) -> str | None:
+def linked_user(
+    conn: Connection, subscription_id: str | None, customer_id: str | None
+) -> str | None:
     if subscription_id:
-        found = conn.execute(sa.select(subscriptions.c.user_id).where(
-            subscriptions.c.stripe_subscription_id == subscription_id)).scalar()
+        found = conn.execute(
+            sa.select(subscriptions.c.user_id).where(
+                subscriptions.c.stripe_subscription_id == subscription_id
+            )
+        ).scalar()
         if found:
             return found
     if customer_id:
-        return conn.execute(sa.select(users.c.id)
-                            .where(users.c.stripe_customer_id == customer_id)).scalar()
+        return conn.execute(
+            sa.select(users.c.id).where(users.c.stripe_customer_id == customer_id)
+        ).scalar()
     return None
 
 
@@ -55,9 +61,14 @@ def _customer_metadata_user(ctx: EventContext, customer: Any) -> str | None:
     return payloads.metadata_user(found) if found and not found.get("deleted") else None
 
 
-def map_user(ctx: EventContext, *, subscription_id: str | None, customer: Any,
-             client_reference_id: str | None = None,
-             metadata: Iterable[dict[str, Any] | None] = ()) -> str | None:
+def map_user(
+    ctx: EventContext,
+    *,
+    subscription_id: str | None,
+    customer: Any,
+    client_reference_id: str | None = None,
+    metadata: Iterable[dict[str, Any] | None] = (),
+) -> str | None:
     """The local user an event is about, by the mapping rules above."""
     customer_id = payloads.obj_id(customer)
     found = linked_user(ctx.conn, subscription_id, customer_id)
@@ -97,30 +108,36 @@ def _product_plan(ctx: EventContext, product: Any) -> str | None:
     return (found.get("metadata") or {}).get("plan") if found else None
 
 
-def link_customer(conn: Connection, user_id: str, customer_id: str | None, *,
-                  replace: bool = False) -> str | None:
+def link_customer(
+    conn: Connection, user_id: str, customer_id: str | None, *, replace: bool = False
+) -> str | None:
     """Record the user's Stripe customer; returns why not when another user holds it."""
     if not customer_id:
         return None
-    holder = conn.execute(sa.select(users.c.id)
-                          .where(users.c.stripe_customer_id == customer_id)).scalar()
+    holder = conn.execute(
+        sa.select(users.c.id).where(users.c.stripe_customer_id == customer_id)
+    ).scalar()
     if holder is not None:
         return None if holder == user_id else f"customer {customer_id} is linked to {holder}"
-    current = conn.execute(sa.select(users.c.stripe_customer_id)
-                           .where(users.c.id == user_id)).scalar()
+    current = conn.execute(
+        sa.select(users.c.stripe_customer_id).where(users.c.id == user_id)
+    ).scalar()
     if current is None or replace:
-        conn.execute(users.update().where(users.c.id == user_id)
-                     .values(stripe_customer_id=customer_id))
+        conn.execute(
+            users.update().where(users.c.id == user_id).values(stripe_customer_id=customer_id)
+        )
     return None
 
 
 def recorded_subscription(conn: Connection, subscription_id: str) -> Row | None:
-    return conn.execute(sa.select(subscriptions).where(
-        subscriptions.c.stripe_subscription_id == subscription_id)).first()
+    return conn.execute(
+        sa.select(subscriptions).where(subscriptions.c.stripe_subscription_id == subscription_id)
+    ).first()
 
 
-def fresh(ctx: EventContext, retrieve: Callable[[Any], dict[str, Any] | None],
-           payload: dict[str, Any]) -> tuple[dict[str, Any], datetime]:
+def fresh(
+    ctx: EventContext, retrieve: Callable[[Any], dict[str, Any] | None], payload: dict[str, Any]
+) -> tuple[dict[str, Any], datetime]:
     """With webhooks.fetch_latest, the object as Stripe has it now (read now), else the payload."""
     if ctx.config.fetch_latest and ctx.stripe is not None:
         latest = retrieve(ctx.stripe)

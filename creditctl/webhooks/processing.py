@@ -48,14 +48,27 @@ class Outcome:
         return self.status == "failed"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "type": self.type, "status": self.status,
-                "ran": self.ran, "detail": self.detail, "user_id": self.user_id}
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "status": self.status,
+            "ran": self.ran,
+            "detail": self.detail,
+            "user_id": self.user_id,
+        }
 
 
 # --- processing --------------------------------------------------------------------------------
 
-def process(engine: Engine, event_id: str, config: WebhookConfig, *, force: bool = False,
-            now: datetime | None = None) -> Outcome:
+
+def process(
+    engine: Engine,
+    event_id: str,
+    config: WebhookConfig,
+    *,
+    force: bool = False,
+    now: datetime | None = None,
+) -> Outcome:
     """Run a stored event's handler once; `force` re-runs a processed or ignored one too."""
     claimable = ("pending", "failed", "processed", "ignored") if force else RETRYABLE
     try:
@@ -68,25 +81,40 @@ def process(engine: Engine, event_id: str, config: WebhookConfig, *, force: bool
     return outcome
 
 
-def revisit_deferred(engine: Engine, event_id: str, config: WebhookConfig, *,
-                     now: datetime | None = None) -> list[Outcome]:
+def revisit_deferred(
+    engine: Engine, event_id: str, config: WebhookConfig, *, now: datetime | None = None
+) -> list[Outcome]:
     """Re-run invoices that waited for this event's subscription to name their plan."""
     from creditctl.webhooks.context import DEFERRED
 
     with read(engine) as conn:
-        payload = conn.execute(sa.select(webhook_events.c.payload)
-                               .where(webhook_events.c.id == event_id)).scalar_one()
+        payload = conn.execute(
+            sa.select(webhook_events.c.payload).where(webhook_events.c.id == event_id)
+        ).scalar_one()
         subscription_id = json.loads(payload)["data"]["object"]["id"]
-        waiting = conn.execute(sa.select(webhook_events.c.id).where(
-            webhook_events.c.status == "ignored",
-            webhook_events.c.ignored_reason.startswith(DEFERRED, autoescape=True),
-            webhook_events.c.payload.contains(f'"{subscription_id}"', autoescape=True),
-        ).order_by(webhook_events.c.stripe_created, webhook_events.c.id)).scalars().all()
+        waiting = (
+            conn.execute(
+                sa.select(webhook_events.c.id)
+                .where(
+                    webhook_events.c.status == "ignored",
+                    webhook_events.c.ignored_reason.startswith(DEFERRED, autoescape=True),
+                    webhook_events.c.payload.contains(f'"{subscription_id}"', autoescape=True),
+                )
+                .order_by(webhook_events.c.stripe_created, webhook_events.c.id)
+            )
+            .scalars()
+            .all()
+        )
     return [process(engine, one, config, force=True, now=now) for one in waiting]
 
 
-def _claim_and_handle(conn: Connection, event_id: str, claimable: tuple[str, ...],
-                      config: WebhookConfig, now: datetime) -> Outcome:
+def _claim_and_handle(
+    conn: Connection,
+    event_id: str,
+    claimable: tuple[str, ...],
+    config: WebhookConfig,
+    now: datetime,
+) -> Outcome:
     from creditctl.webhooks.context import EventContext
     from creditctl.webhooks.handlers import dispatch
 
@@ -94,21 +122,33 @@ def _claim_and_handle(conn: Connection, event_id: str, claimable: tuple[str, ...
         webhook_events.update()
         .where(webhook_events.c.id == event_id, webhook_events.c.status.in_(claimable))
         .values(attempts=webhook_events.c.attempts + 1)
-        .returning(webhook_events.c.type, webhook_events.c.payload)).first()
+        .returning(webhook_events.c.type, webhook_events.c.payload)
+    ).first()
     if claimed is None:
         return _unclaimed(conn, event_id)
-    result = dispatch(EventContext(conn=conn, event=json.loads(claimed.payload), now=now,
-                                   config=config))
-    conn.execute(webhook_events.update().where(webhook_events.c.id == event_id).values(
-        status=result.status, processed_at=now, last_error=None, user_id=result.user_id,
-        ignored_reason=result.detail if result.status == "ignored" else None))
+    result = dispatch(
+        EventContext(conn=conn, event=json.loads(claimed.payload), now=now, config=config)
+    )
+    conn.execute(
+        webhook_events.update()
+        .where(webhook_events.c.id == event_id)
+        .values(
+            status=result.status,
+            processed_at=now,
+            last_error=None,
+            user_id=result.user_id,
+            ignored_reason=result.detail if result.status == "ignored" else None,
+        )
+    )
     return Outcome(event_id, claimed.type, result.status, True, result.detail, result.user_id)
 
 
 def _unclaimed(conn: Connection, event_id: str) -> Outcome:
-    row = conn.execute(sa.select(webhook_events.c.type, webhook_events.c.status,
-                                 webhook_events.c.user_id)
-                       .where(webhook_events.c.id == event_id)).first()
+    row = conn.execute(
+        sa.select(webhook_events.c.type, webhook_events.c.status, webhook_events.c.user_id).where(
+            webhook_events.c.id == event_id
+        )
+    ).first()
     if row is None:
         raise UnknownEvent(f"no stored webhook event {event_id!r}; see `creditctl webhooks list`")
     return Outcome(event_id, row.type, row.status, False, f"already {row.status}", row.user_id)
@@ -118,11 +158,18 @@ def _record_failure(engine: Engine, event_id: str, error: str, now: datetime) ->
     """Mark the event failed (unless it was processed meanwhile) with the error."""
     with write(engine) as conn:
         row = conn.execute(
-            webhook_events.update().where(webhook_events.c.id == event_id)
-            .values(attempts=webhook_events.c.attempts + 1, last_error=error,
-                    status=sa.case((webhook_events.c.status.in_(RETRYABLE), "failed"),
-                                   else_=webhook_events.c.status))
-            .returning(webhook_events.c.type, webhook_events.c.status)).first()
+            webhook_events.update()
+            .where(webhook_events.c.id == event_id)
+            .values(
+                attempts=webhook_events.c.attempts + 1,
+                last_error=error,
+                status=sa.case(
+                    (webhook_events.c.status.in_(RETRYABLE), "failed"),
+                    else_=webhook_events.c.status,
+                ),
+            )
+            .returning(webhook_events.c.type, webhook_events.c.status)
+        ).first()
     if row is None:
         raise UnknownEvent(f"no stored webhook event {event_id!r}; see `creditctl webhooks list`")
     return Outcome(event_id, row.type, "failed", True, error)
@@ -133,20 +180,31 @@ def _error_text(exc: BaseException) -> str:
     return text.strip().splitlines()[0][:MAX_ERROR_CHARS] if text.strip() else type(exc).__name__
 
 
-def replay(engine: Engine, config: WebhookConfig, *, event_id: str | None = None,
-           failed: bool = False, since: datetime | None = None,
-           force: bool = False, now: datetime | None = None) -> list[Outcome]:
+def replay(
+    engine: Engine,
+    config: WebhookConfig,
+    *,
+    event_id: str | None = None,
+    failed: bool = False,
+    since: datetime | None = None,
+    force: bool = False,
+    now: datetime | None = None,
+) -> list[Outcome]:
     """Re-run stored events (one, every failed one, or those received since a date), in order."""
     if event_id is not None:
         return [process(engine, event_id, config, force=force)]
-    query = sa.select(webhook_events.c.id).order_by(webhook_events.c.stripe_created,
-                                                    webhook_events.c.received_at)
+    query = sa.select(webhook_events.c.id).order_by(
+        webhook_events.c.stripe_created, webhook_events.c.received_at
+    )
     if failed:
         # Failed ones, and pending ones whose process died between storing and handling.
         stuck = (now or utcnow()) - STUCK_AFTER
-        query = query.where(sa.or_(
-            webhook_events.c.status == "failed",
-            sa.and_(webhook_events.c.status == "pending", webhook_events.c.received_at < stuck)))
+        query = query.where(
+            sa.or_(
+                webhook_events.c.status == "failed",
+                sa.and_(webhook_events.c.status == "pending", webhook_events.c.received_at < stuck),
+            )
+        )
     if since is not None:
         query = query.where(webhook_events.c.received_at >= since)
     with read(engine) as conn:
@@ -154,17 +212,27 @@ def replay(engine: Engine, config: WebhookConfig, *, event_id: str | None = None
     return [process(engine, one, config, force=force) for one in ids]
 
 
-def backfill(engine: Engine, config: WebhookConfig, *, since: datetime,
-             now: datetime | None = None) -> dict[str, int]:
+def backfill(
+    engine: Engine, config: WebhookConfig, *, since: datetime, now: datetime | None = None
+) -> dict[str, int]:
     """Page through Stripe's events since a date; store and process the ones not seen yet."""
     if config.gateway is None:
         from creditctl.errors import ConfigError
 
         raise ConfigError("STRIPE_API_KEY is not set; backfill reads Stripe's events API")
-    events = list(config.gateway.list_all(lambda v1, p: v1.events.list(params=p),
-                                          {"created": {"gte": int(since.timestamp())}}))
-    counts = {"listed": len(events), "stored": 0, "already_stored": 0, "processed": 0,
-              "ignored": 0, "failed": 0}
+    events = list(
+        config.gateway.list_all(
+            lambda v1, p: v1.events.list(params=p), {"created": {"gte": int(since.timestamp())}}
+        )
+    )
+    counts = {
+        "listed": len(events),
+        "stored": 0,
+        "already_stored": 0,
+        "processed": 0,
+        "ignored": 0,
+        "failed": 0,
+    }
     for event in sorted(events, key=lambda e: (e["created"], e["id"])):
         counts["stored" if _store_listed(engine, event, now) else "already_stored"] += 1
     for outcome in _process_pending(engine, config, (e["id"] for e in events)):
@@ -178,11 +246,16 @@ def _store_listed(engine: Engine, event: dict[str, Any], now: datetime | None) -
         return store(conn, event, json.dumps(event), now=now or utcnow(), source="backfill")
 
 
-def _process_pending(engine: Engine, config: WebhookConfig,
-                     ids: Iterable[str]) -> list[Outcome]:
+def _process_pending(engine: Engine, config: WebhookConfig, ids: Iterable[str]) -> list[Outcome]:
     wanted = set(ids)
     with read(engine) as conn:
-        pending = conn.execute(
-            sa.select(webhook_events.c.id).where(webhook_events.c.status.in_(RETRYABLE))
-            .order_by(webhook_events.c.stripe_created, webhook_events.c.id)).scalars().all()
+        pending = (
+            conn.execute(
+                sa.select(webhook_events.c.id)
+                .where(webhook_events.c.status.in_(RETRYABLE))
+                .order_by(webhook_events.c.stripe_created, webhook_events.c.id)
+            )
+            .scalars()
+            .all()
+        )
     return [process(engine, one, config) for one in pending if one in wanted]

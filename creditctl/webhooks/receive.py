@@ -24,8 +24,15 @@ from creditctl.webhooks.store import store
 
 # --- verification ------------------------------------------------------------------------------
 
-def verify(payload: bytes, header: str | None, secrets: Sequence[str], *, tolerance: int,
-           now: float | None = None) -> dict[str, Any]:
+
+def verify(
+    payload: bytes,
+    header: str | None,
+    secrets: Sequence[str],
+    *,
+    tolerance: int,
+    now: float | None = None,
+) -> dict[str, Any]:
     """The event in `payload` if its signature matches one secret within the tolerance.
 
     Raises InvalidSignature (or InvalidEvent for a signed body that is not an event); no
@@ -65,17 +72,18 @@ def _event(text: str) -> dict[str, Any]:
         event = json.loads(text)
     except ValueError:
         raise InvalidEvent("body is not JSON") from None
-    if (not isinstance(event, dict) or not isinstance(event.get("id"), str)
-            or not isinstance(event.get("type"), str) or not isinstance(event.get("created"), int)
-            or not isinstance(event.get("data"), dict)):
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("id"), str)
+        or not isinstance(event.get("type"), str)
+        or not isinstance(event.get("created"), int)
+        or not isinstance(event.get("data"), dict)
+    ):
         raise InvalidEvent("body is not a Stripe event (id, type, created and data expected)")
     return event
 
 
 # --- storing -----------------------------------------------------------------------------------
-
-
-
 
 
 @dataclass(frozen=True)
@@ -88,8 +96,14 @@ class Receipt:
     outcome: Outcome
 
 
-def receive(engine: Engine, payload: bytes, header: str | None, config: WebhookConfig, *,
-            now: datetime | None = None) -> Receipt:
+def receive(
+    engine: Engine,
+    payload: bytes,
+    header: str | None,
+    config: WebhookConfig,
+    *,
+    now: datetime | None = None,
+) -> Receipt:
     """Verify, store (committed), then process one delivery through the exactly-once path."""
     event = verify(payload, header, config.secrets, tolerance=config.tolerance)
     with write(engine) as conn:

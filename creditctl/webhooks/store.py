@@ -15,19 +15,32 @@ def _insert_ignoring_duplicates(conn: Connection, values: dict[str, Any]) -> boo
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    statement = insert(webhook_events).values(**values).on_conflict_do_nothing(
-        index_elements=["id"]).returning(webhook_events.c.id)
+    statement = (
+        insert(webhook_events)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(webhook_events.c.id)
+    )
     return conn.execute(statement).first() is not None
 
 
-def store(conn: Connection, event: dict[str, Any], raw: str, *, now: datetime,
-          source: str = "webhook") -> bool:
+def store(
+    conn: Connection, event: dict[str, Any], raw: str, *, now: datetime, source: str = "webhook"
+) -> bool:
     """Store a verified event as pending; False when its id is already stored."""
     from creditctl.billing.payloads import when
 
-    return _insert_ignoring_duplicates(conn, {
-        "id": event["id"], "type": event["type"][:128],
-        "api_version": (event.get("api_version") or None),
-        "stripe_created": when(event["created"]), "payload": raw, "source": source,
-        "received_at": now, "status": "pending", "attempts": 0,
-    })
+    return _insert_ignoring_duplicates(
+        conn,
+        {
+            "id": event["id"],
+            "type": event["type"][:128],
+            "api_version": (event.get("api_version") or None),
+            "stripe_created": when(event["created"]),
+            "payload": raw,
+            "source": source,
+            "received_at": now,
+            "status": "pending",
+            "attempts": 0,
+        },
+    )

@@ -22,6 +22,7 @@ if connection is not None:
     run(connection)
 else:
     engine = config.attributes.get("engine") or make_engine(
-        config.get_main_option("sqlalchemy.url"))
+        config.get_main_option("sqlalchemy.url")
+    )
     with write(engine) as conn:
         run(conn)

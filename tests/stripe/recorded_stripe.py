@@ -53,11 +53,15 @@ class State:
 
 
 class StripeError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None,
-                 kind: str = "invalid_request_error") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        kind: str = "invalid_request_error",
+    ) -> None:
         super().__init__(message)
-        self.status, self.body = status, {"error": {"type": kind, "message": message,
-                                                    "code": code}}
+        self.status, self.body = status, {"error": {"type": kind, "message": message, "code": code}}
 
 
 def unflatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -112,15 +116,18 @@ class RecordedStripe:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def fail_next(self, kind: str, method: str = "POST", path: str = ".*",
-                  times: int = 1) -> None:
+    def fail_next(self, kind: str, method: str = "POST", path: str = ".*", times: int = 1) -> None:
         with self.lock:
             self.state.faults += [Fault(kind, method, path) for _ in range(times)]
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[Recorded]:
         with self.lock:
-            return [r for r in self.state.requests if (method is None or r.method == method)
-                    and (path is None or re.fullmatch(path, r.path))]
+            return [
+                r
+                for r in self.state.requests
+                if (method is None or r.method == method)
+                and (path is None or re.fullmatch(path, r.path))
+            ]
 
     def objects(self, kind: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -130,41 +137,76 @@ class RecordedStripe:
         with self.lock:
             self.state.requests.clear()
 
-    def add_subscription(self, customer: str, price_id: str, status: str = "active",
-                         period_start: int = NOW, period_end: int = NOW + 30 * 86400,
-                         ) -> dict[str, Any]:
+    def add_subscription(
+        self,
+        customer: str,
+        price_id: str,
+        status: str = "active",
+        period_start: int = NOW,
+        period_end: int = NOW + 30 * 86400,
+    ) -> dict[str, Any]:
         """A subscription as Stripe would hold it after a completed Checkout."""
         with self.lock:
             price = self.state.objects["price"][price_id]
-            sub = self._from_template("subscription", "sub", {
-                "customer": customer, "status": status, "cancel_at_period_end": False,
-                "cancel_at": None, "canceled_at": None, "ended_at": None, "created": NOW,
-                "metadata": {}})
+            sub = self._from_template(
+                "subscription",
+                "sub",
+                {
+                    "customer": customer,
+                    "status": status,
+                    "cancel_at_period_end": False,
+                    "cancel_at": None,
+                    "canceled_at": None,
+                    "ended_at": None,
+                    "created": NOW,
+                    "metadata": {},
+                },
+            )
             item = copy.deepcopy(self.templates["subscription"]["items"]["data"][0])
-            item.update(id=f"si_{next(self.counter):06d}", subscription=sub["id"],
-                        price=copy.deepcopy(price), current_period_start=period_start,
-                        current_period_end=period_end)
+            item.update(
+                id=f"si_{next(self.counter):06d}",
+                subscription=sub["id"],
+                price=copy.deepcopy(price),
+                current_period_start=period_start,
+                current_period_end=period_end,
+            )
             item.pop("plan", None)
-            sub["items"] = {"object": "list", "data": [item], "has_more": False,
-                            "url": f"/v1/subscription_items?subscription={sub['id']}"}
+            sub["items"] = {
+                "object": "list",
+                "data": [item],
+                "has_more": False,
+                "url": f"/v1/subscription_items?subscription={sub['id']}",
+            }
             self._store("subscription", sub)
             return copy.deepcopy(sub)
 
     # --- the API --------------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, pairs: list[tuple[str, str]],
-               headers: dict[str, str]) -> tuple[int, dict[str, Any], str]:
+    def handle(
+        self, method: str, path: str, pairs: list[tuple[str, str]], headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any], str]:
         """Returns (status, body, fault) where fault is "" or "drop"."""
         recorded = Recorded(method, path, dict(pairs), headers)
         with self.lock:
             self.state.requests.append(recorded)
             fault = self._take_fault(method, path)
             if fault is not None and fault.kind != "drop":
-                return int(fault.kind), {"error": {"type": "api_error",
-                                                   "message": f"injected {fault.kind}"}}, ""
+                return (
+                    int(fault.kind),
+                    {"error": {"type": "api_error", "message": f"injected {fault.kind}"}},
+                    "",
+                )
             if headers.get("authorization") != f"Bearer {API_KEY}":
-                return 401, {"error": {"type": "invalid_request_error",
-                                       "message": "Invalid API Key provided: sk_test_****"}}, ""
+                return (
+                    401,
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "message": "Invalid API Key provided: sk_test_****",
+                        }
+                    },
+                    "",
+                )
             status, body = self._idempotent(method, path, recorded, unflatten(pairs))
         return status, body, "drop" if fault is not None else ""
 
@@ -175,15 +217,21 @@ class RecordedStripe:
                 return fault
         return None
 
-    def _idempotent(self, method: str, path: str, recorded: Recorded,
-                    params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _idempotent(
+        self, method: str, path: str, recorded: Recorded, params: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
         key = recorded.idempotency_key if method == "POST" else None
         if key and key in self.state.replies:
             sent, status, body = self.state.replies[key]
             if sent != recorded.params:
-                return 400, {"error": {"type": "idempotency_error", "message": "Keys for "
-                                       "idempotent requests can only be used with the same "
-                                       "parameters they were first used with."}}
+                return 400, {
+                    "error": {
+                        "type": "idempotency_error",
+                        "message": "Keys for "
+                        "idempotent requests can only be used with the same "
+                        "parameters they were first used with.",
+                    }
+                }
             return status, copy.deepcopy(body)
         try:
             status, body = 200, self._route(method, path, params)
@@ -218,25 +266,43 @@ class RecordedStripe:
             raise StripeError(404, f"No such {kind}: '{object_id}'", "resource_missing")
         return found
 
-    def _list(self, items: list[dict[str, Any]], params: dict[str, Any],
-              url: str) -> dict[str, Any]:
+    def _list(
+        self, items: list[dict[str, Any]], params: dict[str, Any], url: str
+    ) -> dict[str, Any]:
         limit = int(params.get("limit", 10))
         after = params.get("starting_after")
         if after:
             ids = [i["id"] for i in items]
-            items = items[ids.index(after) + 1:] if after in ids else []
-        return {"object": "list", "url": url, "data": copy.deepcopy(items[:limit]),
-                "has_more": len(items) > limit}
+            items = items[ids.index(after) + 1 :] if after in ids else []
+        return {
+            "object": "list",
+            "url": url,
+            "data": copy.deepcopy(items[:limit]),
+            "has_more": len(items) > limit,
+        }
 
     # customers
     def create_customer(self, params: dict[str, Any]) -> dict[str, Any]:
-        return self._store("customer", self._from_template("customer", "cus", {
-            "email": params.get("email"), "name": params.get("name"),
-            "metadata": params.get("metadata", {}), "discount": None}))
+        return self._store(
+            "customer",
+            self._from_template(
+                "customer",
+                "cus",
+                {
+                    "email": params.get("email"),
+                    "name": params.get("name"),
+                    "metadata": params.get("metadata", {}),
+                    "discount": None,
+                },
+            ),
+        )
 
     def list_customers(self, params: dict[str, Any]) -> dict[str, Any]:
-        found = [c for c in self.state.objects.get("customer", {}).values()
-                 if "email" not in params or c["email"] == params["email"]]
+        found = [
+            c
+            for c in self.state.objects.get("customer", {}).values()
+            if "email" not in params or c["email"] == params["email"]
+        ]
         return self._list(found, params, "/v1/customers")
 
     def get_customer(self, params: dict[str, Any], customer_id: str) -> dict[str, Any]:
@@ -245,12 +311,21 @@ class RecordedStripe:
     # products
     def create_product(self, params: dict[str, Any]) -> dict[str, Any]:
         if params.get("id") in self.state.objects.get("product", {}):
-            raise StripeError(400, f"Product already exists: {params['id']}",
-                              "resource_already_exists")
-        product = self._from_template("product", "prod", {
-            "name": params["name"], "active": _truthy(params.get("active", "true")),
-            "metadata": params.get("metadata", {}), "default_price": None,
-            "description": None, "type": "service"})
+            raise StripeError(
+                400, f"Product already exists: {params['id']}", "resource_already_exists"
+            )
+        product = self._from_template(
+            "product",
+            "prod",
+            {
+                "name": params["name"],
+                "active": _truthy(params.get("active", "true")),
+                "metadata": params.get("metadata", {}),
+                "default_price": None,
+                "description": None,
+                "type": "service",
+            },
+        )
         if params.get("id"):
             product["id"] = params["id"]
         return self._store("product", product)
@@ -270,25 +345,50 @@ class RecordedStripe:
     def create_price(self, params: dict[str, Any]) -> dict[str, Any]:
         self._get("product", params["product"])
         key = params.get("lookup_key")
-        holder = next((p for p in self.state.objects.get("price", {}).values()
-                       if key and p["lookup_key"] == key), None)
+        holder = next(
+            (
+                p
+                for p in self.state.objects.get("price", {}).values()
+                if key and p["lookup_key"] == key
+            ),
+            None,
+        )
         if holder is not None and not _truthy(params.get("transfer_lookup_key")):
-            raise StripeError(400, f"A price (`{holder['id']}`) already uses that lookup key.",
-                              "lookup_key_already_exists")
+            raise StripeError(
+                400,
+                f"A price (`{holder['id']}`) already uses that lookup key.",
+                "lookup_key_already_exists",
+            )
         if holder is not None:
             holder["lookup_key"] = None
         recurring = dict(self.templates["price"]["recurring"])
         recurring.update(interval=params["recurring"]["interval"], interval_count=1)
-        return self._store("price", self._from_template("price", "price", {
-            "product": params["product"], "unit_amount": int(params["unit_amount"]),
-            "unit_amount_decimal": params["unit_amount"], "currency": params["currency"],
-            "recurring": recurring, "lookup_key": key, "active": True,
-            "metadata": params.get("metadata", {}), "transform_quantity": None}))
+        return self._store(
+            "price",
+            self._from_template(
+                "price",
+                "price",
+                {
+                    "product": params["product"],
+                    "unit_amount": int(params["unit_amount"]),
+                    "unit_amount_decimal": params["unit_amount"],
+                    "currency": params["currency"],
+                    "recurring": recurring,
+                    "lookup_key": key,
+                    "active": True,
+                    "metadata": params.get("metadata", {}),
+                    "transform_quantity": None,
+                },
+            ),
+        )
 
     def list_prices(self, params: dict[str, Any]) -> dict[str, Any]:
         keys = params.get("lookup_keys")
-        found = [p for p in self.state.objects.get("price", {}).values()
-                 if keys is None or p["lookup_key"] in keys]
+        found = [
+            p
+            for p in self.state.objects.get("price", {}).values()
+            if keys is None or p["lookup_key"] in keys
+        ]
         return self._list(found, params, "/v1/prices")
 
     def update_price(self, params: dict[str, Any], price_id: str) -> dict[str, Any]:
@@ -302,20 +402,31 @@ class RecordedStripe:
 
     # checkout and portal
     def create_checkout_session(self, params: dict[str, Any]) -> dict[str, Any]:
-        session = self._from_template("checkout.session", "cs_test", {
-            "mode": params.get("mode"), "customer": params.get("customer"),
-            "client_reference_id": params.get("client_reference_id"),
-            "metadata": params.get("metadata", {}), "success_url": params.get("success_url"),
-            "cancel_url": params.get("cancel_url"), "payment_intent": None,
-            "subscription": None, "status": "open"})
+        session = self._from_template(
+            "checkout.session",
+            "cs_test",
+            {
+                "mode": params.get("mode"),
+                "customer": params.get("customer"),
+                "client_reference_id": params.get("client_reference_id"),
+                "metadata": params.get("metadata", {}),
+                "success_url": params.get("success_url"),
+                "cancel_url": params.get("cancel_url"),
+                "payment_intent": None,
+                "subscription": None,
+                "status": "open",
+            },
+        )
         session["url"] = f"https://checkout.stripe.com/c/pay/{session['id']}"
         return self._store("checkout.session", session)
 
     def create_portal_session(self, params: dict[str, Any]) -> dict[str, Any]:
         self._get("customer", params["customer"])
-        session = self._from_template("billing_portal.session", "bps", {
-            "customer": params["customer"], "return_url": params.get("return_url"),
-            "flow": None})
+        session = self._from_template(
+            "billing_portal.session",
+            "bps",
+            {"customer": params["customer"], "return_url": params.get("return_url"), "flow": None},
+        )
         session["url"] = f"https://billing.stripe.com/p/session/test_{session['id']}"
         return self._store("billing_portal.session", session)
 
@@ -324,9 +435,12 @@ class RecordedStripe:
         return copy.deepcopy(self._get("subscription", sub_id))
 
     def list_subscriptions(self, params: dict[str, Any]) -> dict[str, Any]:
-        found = [s for s in self.state.objects.get("subscription", {}).values()
-                 if s["customer"] == params.get("customer", s["customer"])
-                 and (params.get("status") == "all" or s["status"] != "canceled")]
+        found = [
+            s
+            for s in self.state.objects.get("subscription", {}).values()
+            if s["customer"] == params.get("customer", s["customer"])
+            and (params.get("status") == "all" or s["status"] != "canceled")
+        ]
         return self._list(found, params, "/v1/subscriptions")
 
     def update_subscription(self, params: dict[str, Any], sub_id: str) -> dict[str, Any]:
@@ -370,8 +484,9 @@ def _handler_for(stripe: RecordedStripe) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
-            pairs = parse_qsl(body if self.command == "POST" else parts.query,
-                              keep_blank_values=True)
+            pairs = parse_qsl(
+                body if self.command == "POST" else parts.query, keep_blank_values=True
+            )
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, payload, fault = stripe.handle(self.command, parts.path, pairs, headers)
             if fault == "drop":

@@ -7,9 +7,17 @@ import socket
 import pytest
 from recorded_stripe import API_KEY
 
-COMMANDS = [("plans", "list"), ("plans", "sync"), ("stripe", "checkout"), ("stripe", "portal"),
-            ("stripe", "customer"), ("subscriptions", "show"), ("subscriptions", "change"),
-            ("subscriptions", "cancel"), ("subscriptions", "resume")]
+COMMANDS = [
+    ("plans", "list"),
+    ("plans", "sync"),
+    ("stripe", "checkout"),
+    ("stripe", "portal"),
+    ("stripe", "customer"),
+    ("subscriptions", "show"),
+    ("subscriptions", "change"),
+    ("subscriptions", "cancel"),
+    ("subscriptions", "resume"),
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -26,12 +34,17 @@ def test_every_command_has_help_with_an_example(command):
 def test_a_missing_key_is_a_configuration_error_naming_the_variable(cli, recorded):
     assert cli("users", "add", "a@example.com", "--id", "u1").exit_code == 0
     env = {"STRIPE_API_KEY": "", "STRIPE_API_BASE": recorded.url}
-    for args in (("stripe", "customer", "u1"), ("plans", "sync", "--dry-run"),
-                 ("subscriptions", "show", "u1", "--remote")):
+    for args in (
+        ("stripe", "customer", "u1"),
+        ("plans", "sync", "--dry-run"),
+        ("subscriptions", "show", "u1", "--remote"),
+    ):
         result = cli(*args, env=env)
         assert result.exit_code == 7, result.output
-        assert result.stderr == ("error: STRIPE_API_KEY is not set; put the Stripe secret key "
-                                 "in the environment or .env as STRIPE_API_KEY=sk_...\n")
+        assert result.stderr == (
+            "error: STRIPE_API_KEY is not set; put the Stripe secret key "
+            "in the environment or .env as STRIPE_API_KEY=sk_...\n"
+        )
     assert recorded.requests() == []
     local = cli("plans", "list", "--local", env=env)
     assert local.exit_code == 0 and "pro" in local.stdout
@@ -76,8 +89,11 @@ def test_no_output_ever_contains_the_api_key(cli, recorded, recorded_env):
     refused = run("stripe", "portal", "u1", env={**recorded_env, "STRIPE_API_KEY": wrong_key})
     assert refused.exit_code == 6
     assert refused.stderr.startswith("error: Stripe refused the API key; check STRIPE_API_KEY")
-    unreachable = run("plans", "sync", env={
-        **recorded_env, "STRIPE_API_BASE": f"http://127.0.0.1:{_closed_port()}"})
+    unreachable = run(
+        "plans",
+        "sync",
+        env={**recorded_env, "STRIPE_API_BASE": f"http://127.0.0.1:{_closed_port()}"},
+    )
     assert unreachable.exit_code == 6
     assert unreachable.stderr.startswith("error: could not reach Stripe")
 

@@ -18,12 +18,37 @@ P3 = datetime(2027, 1, 1, tzinfo=UTC)
 NOW = P1 + timedelta(days=3)
 
 
-def _apply(engine, plan, *, start=P1, end=P2, status="active", created=NOW, paid=False,
-           now=NOW, ended_plan=None, sub="sub_1"):
-    return run_write(engine, lambda conn: apply_subscription_change(
-        conn, user_id="u1", subscription_id=sub, customer_id="cus_1", plan=plan,
-        period_start=start, period_end=end, status=status, stripe_created=created,
-        actor="evt_test", now=now, paid=paid, ended_plan=ended_plan))
+def _apply(
+    engine,
+    plan,
+    *,
+    start=P1,
+    end=P2,
+    status="active",
+    created=NOW,
+    paid=False,
+    now=NOW,
+    ended_plan=None,
+    sub="sub_1",
+):
+    return run_write(
+        engine,
+        lambda conn: apply_subscription_change(
+            conn,
+            user_id="u1",
+            subscription_id=sub,
+            customer_id="cus_1",
+            plan=plan,
+            period_start=start,
+            period_end=end,
+            status=status,
+            stripe_created=created,
+            actor="evt_test",
+            now=now,
+            paid=paid,
+            ended_plan=ended_plan,
+        ),
+    )
 
 
 def _user(engine):
@@ -33,14 +58,23 @@ def _user(engine):
 
 def _plan_grants(engine):
     with engine.connect() as conn:
-        return conn.execute(sa.select(grants.c.period_key, grants.c.amount, grants.c.expires_at)
-                            .where(grants.c.user_id == "u1", grants.c.period_key.like("sub_%"))
-                            .order_by(grants.c.id)).all()
+        return conn.execute(
+            sa.select(grants.c.period_key, grants.c.amount, grants.c.expires_at)
+            .where(grants.c.user_id == "u1", grants.c.period_key.like("sub_%"))
+            .order_by(grants.c.id)
+        ).all()
 
 
 def _setup(engine, policy):
-    add_user(engine, "u1@example.com", user_id="u1", plan="free", actor="t", policy=policy,
-             now=P1 - timedelta(days=20))
+    add_user(
+        engine,
+        "u1@example.com",
+        user_id="u1",
+        plan="free",
+        actor="t",
+        policy=policy,
+        now=P1 - timedelta(days=20),
+    )
 
 
 def test_period_credits_come_with_the_paid_invoice_once(engine, policy):
@@ -64,8 +98,9 @@ def test_upgrade_mid_period_grants_the_difference_exactly_once(engine, policy):
     # the webhook path sees the same change later: nothing more
     assert _apply(engine, "pro_plus", created=NOW + timedelta(days=1)).granted == 0
     assert _apply(engine, "pro_plus", paid=True).granted == 0
-    assert [(g.period_key.split(":")[-1], g.amount, g.expires_at)
-            for g in _plan_grants(engine)] == [("pro", 1000, P2), ("pro_plus", 4000, P2)]
+    assert [
+        (g.period_key.split(":")[-1], g.amount, g.expires_at) for g in _plan_grants(engine)
+    ] == [("pro", 1000, P2), ("pro_plus", 4000, P2)]
     assert verify(engine)["ok"]
 
 
@@ -105,8 +140,9 @@ def test_unlimited_plan_grants_nothing_but_moves_the_user(engine, policy):
 def test_an_ended_subscription_returns_the_user_to_the_default_plan_once(engine, policy):
     _setup(engine, policy)
     _apply(engine, "pro", paid=True)
-    ended = _apply(engine, "pro", status="canceled", created=NOW + timedelta(days=1),
-                   ended_plan="free")
+    ended = _apply(
+        engine, "pro", status="canceled", created=NOW + timedelta(days=1), ended_plan="free"
+    )
     assert ended.user_plan == "free"
     balance = _user(engine).balance
     _apply(engine, "pro", status="canceled", created=NOW + timedelta(days=1), ended_plan="free")
@@ -129,16 +165,35 @@ def test_a_late_invoice_for_an_ended_period_grants_nothing_that_outlives_it(engi
     assert verify(engine)["ok"]
 
 
-def test_ending_early_resumes_the_running_free_period_instead_of_granting_it_again(engine,
-                                                                                   policy):
-    add_user(engine, "u1@example.com", user_id="u1", plan="free", actor="t", policy=policy,
-             now=NOW - timedelta(days=1))
+def test_ending_early_resumes_the_running_free_period_instead_of_granting_it_again(engine, policy):
+    add_user(
+        engine,
+        "u1@example.com",
+        user_id="u1",
+        plan="free",
+        actor="t",
+        policy=policy,
+        now=NOW - timedelta(days=1),
+    )
     _apply(engine, "pro", paid=True)
-    _apply(engine, "pro", status="canceled", created=NOW + timedelta(hours=1),
-           now=NOW + timedelta(hours=1), ended_plan="free")
+    _apply(
+        engine,
+        "pro",
+        status="canceled",
+        created=NOW + timedelta(hours=1),
+        now=NOW + timedelta(hours=1),
+        ended_plan="free",
+    )
     with engine.connect() as conn:
-        free = conn.execute(sa.select(grants.c.amount).where(
-            grants.c.user_id == "u1", grants.c.period_key.like("free:%"))).scalars().all()
+        free = (
+            conn.execute(
+                sa.select(grants.c.amount).where(
+                    grants.c.user_id == "u1", grants.c.period_key.like("free:%")
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert free == [100]
     user = _user(engine)
     assert (user.plan, user.period_start) == ("free", NOW - timedelta(days=1))

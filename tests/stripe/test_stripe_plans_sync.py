@@ -55,14 +55,24 @@ def test_sync_creates_products_and_prices_then_is_a_no_op(cli, recorded, recorde
     products = {p["id"]: p for p in recorded.objects("product")}
     assert set(products) == {"creditctl_pro", "creditctl_pro_plus", "creditctl_ultimate"}
     product_post = recorded.requests("POST", "/v1/products")[0]
-    assert product_post.params == {"id": "creditctl_pro", "name": "Pro", "active": "true",
-                                   "metadata[plan]": "pro", "metadata[credits]": "1000"}
+    assert product_post.params == {
+        "id": "creditctl_pro",
+        "name": "Pro",
+        "active": "true",
+        "metadata[plan]": "pro",
+        "metadata[credits]": "1000",
+    }
     assert product_post.idempotency_key.startswith("creditctl-product.create-")
     price_posts = {r.params["lookup_key"]: r for r in recorded.requests("POST", "/v1/prices")}
     assert price_posts["creditctl_pro"].params == {
-        "product": "creditctl_pro", "unit_amount": "1900", "currency": "usd",
-        "recurring[interval]": "month", "lookup_key": "creditctl_pro",
-        "metadata[plan]": "pro", "metadata[credits]": "1000"}
+        "product": "creditctl_pro",
+        "unit_amount": "1900",
+        "currency": "usd",
+        "recurring[interval]": "month",
+        "lookup_key": "creditctl_pro",
+        "metadata[plan]": "pro",
+        "metadata[credits]": "1000",
+    }
     assert price_posts["creditctl_ultimate"].params["metadata[credits]"] == "unlimited"
     keys = [r.idempotency_key for r in recorded.requests("POST")]
     assert len(set(keys)) == len(keys) == 6
@@ -81,8 +91,9 @@ def test_sync_creates_products_and_prices_then_is_a_no_op(cli, recorded, recorde
     assert recorded.requests("POST") == []
 
 
-def test_changed_amount_makes_a_new_price_and_archives_the_old(cli, recorded, recorded_env,
-                                                               tmp_path):
+def test_changed_amount_makes_a_new_price_and_archives_the_old(
+    cli, recorded, recorded_env, tmp_path
+):
     assert cli("plans", "sync", env=recorded_env).exit_code == 0
     old = next(p for p in recorded.objects("price") if p["lookup_key"] == "creditctl_pro")
     env = {**recorded_env, "CREDITCTL_CONFIG": _write_config(tmp_path, pro_amount=2900)}
@@ -93,7 +104,9 @@ def test_changed_amount_makes_a_new_price_and_archives_the_old(cli, recorded, re
     recorded.clear_requests()
     dry = _json(cli("plans", "sync", "--dry-run", "--json", env=env))
     assert [(c["plan"], c["object"], c["action"]) for c in dry["changes"]] == [
-        ("pro", "price", "replace"), ("pro", "local", "record")]
+        ("pro", "price", "replace"),
+        ("pro", "local", "record"),
+    ]
     assert "unit_amount 1900 -> 2900" in dry["changes"][0]["detail"]
     assert recorded.requests("POST") == []
 
@@ -126,8 +139,7 @@ def test_changed_interval_also_replaces_the_price(cli, recorded, recorded_env, t
     assert created[0].params["transfer_lookup_key"] == "true"
 
 
-def test_changed_credits_update_metadata_without_a_new_price(cli, recorded, recorded_env,
-                                                             tmp_path):
+def test_changed_credits_update_metadata_without_a_new_price(cli, recorded, recorded_env, tmp_path):
     assert cli("plans", "sync", env=recorded_env).exit_code == 0
     price = next(p for p in recorded.objects("price") if p["lookup_key"] == "creditctl_pro")
     env = {**recorded_env, "CREDITCTL_CONFIG": _write_config(tmp_path, pro_credits=1200)}
@@ -135,10 +147,19 @@ def test_changed_credits_update_metadata_without_a_new_price(cli, recorded, reco
     _json(cli("plans", "sync", "--json", env=env))
     posts = {(r.path, tuple(sorted(r.params.items()))) for r in recorded.requests("POST")}
     assert posts == {
-        ("/v1/products/creditctl_pro", (("active", "true"), ("metadata[credits]", "1200"),
-                                        ("metadata[plan]", "pro"), ("name", "Pro"))),
-        (f"/v1/prices/{price['id']}", (("active", "true"), ("metadata[credits]", "1200"),
-                                       ("metadata[plan]", "pro"))),
+        (
+            "/v1/products/creditctl_pro",
+            (
+                ("active", "true"),
+                ("metadata[credits]", "1200"),
+                ("metadata[plan]", "pro"),
+                ("name", "Pro"),
+            ),
+        ),
+        (
+            f"/v1/prices/{price['id']}",
+            (("active", "true"), ("metadata[credits]", "1200"), ("metadata[plan]", "pro")),
+        ),
     }
     assert len(recorded.objects("price")) == 3
 
@@ -149,8 +170,9 @@ def test_sync_retries_a_500_and_a_dropped_answer_into_one_object(cli, recorded, 
     body = _json(cli("plans", "sync", "--json", env=recorded_env))
     assert len(body["changes"]) == 9
     assert len(recorded.objects("product")) == 3 and len(recorded.objects("price")) == 3
-    first_product = [r for r in recorded.requests("POST", "/v1/products")
-                     if r.params["id"] == "creditctl_pro"]
+    first_product = [
+        r for r in recorded.requests("POST", "/v1/products") if r.params["id"] == "creditctl_pro"
+    ]
     assert len(first_product) == 2
     assert first_product[0].idempotency_key == first_product[1].idempotency_key
     first_price = recorded.requests("POST", "/v1/prices")[:2]

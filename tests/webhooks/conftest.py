@@ -49,8 +49,9 @@ def alice(engine, policy) -> str:
 def synced(engine) -> str:
     """The pro plan's price id, as `plans sync` records it."""
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE plans SET stripe_price_id = :p WHERE name = 'pro'"),
-                     {"p": PRO_PRICE})
+        conn.execute(
+            sa.text("UPDATE plans SET stripe_price_id = :p WHERE name = 'pro'"), {"p": PRO_PRICE}
+        )
     return PRO_PRICE
 
 
@@ -66,8 +67,10 @@ class StubStripe:
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 stub.requests.append(self.path)
                 found = stub.objects.get(self.path.split("?")[0].rsplit("/", 1)[-1])
-                body = json.dumps(found or {"error": {"type": "invalid_request_error",
-                                                      "message": "No such object"}}).encode()
+                body = json.dumps(
+                    found
+                    or {"error": {"type": "invalid_request_error", "message": "No such object"}}
+                ).encode()
                 self.send_response(200 if found else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -114,4 +117,3 @@ def daemon(database_url, tmp_path) -> Iterator[Daemon]:
     running = Daemon(database_url, tmp_path)
     yield running
     running.stop()
-

@@ -17,8 +17,9 @@ from creditctl.ledger.audit import verify as audit_verify
 from creditctl.webhooks.events import show_event
 
 
-def test_a_first_paid_invoice_delivered_three_times_at_once_grants_once(engine, alice, synced,
-                                                                        daemon):
+def test_a_first_paid_invoice_delivered_three_times_at_once_grants_once(
+    engine, alice, synced, daemon
+):
     evt = paid_invoice_event()
     answers = []
     gate = threading.Barrier(3)
@@ -56,8 +57,10 @@ def test_forged_stale_and_oversized_deliveries_are_refused(engine, alice, synced
 
 def test_a_streamed_body_over_the_limit_is_refused(engine, daemon):
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as conn:
-        conn.sendall(b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\n"
-                     b"Transfer-Encoding: chunked\r\nStripe-Signature: t=1,v1=0\r\n\r\n")
+        conn.sendall(
+            b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\nStripe-Signature: t=1,v1=0\r\n\r\n"
+        )
         chunk = b"x" * 100_000
         for _ in range(4):
             conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -70,21 +73,29 @@ def test_healthz_reports_the_database_and_the_last_event(engine, alice, synced, 
     import urllib.request
 
     with urllib.request.urlopen(f"{daemon.url}/healthz", timeout=5) as response:
-        assert json.loads(response.read()) == {"status": "ok", "database": "ok",
-                                               "last_event_received_at": None}
+        assert json.loads(response.read()) == {
+            "status": "ok",
+            "database": "ok",
+            "last_event_received_at": None,
+        }
     daemon.post(*signed(paid_invoice_event()))
     with urllib.request.urlopen(f"{daemon.url}/healthz", timeout=5) as response:
         assert json.loads(response.read())["last_event_received_at"] is not None
 
 
-def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(engine, alice, synced,
-                                                                   database_url, tmp_path):
+def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(
+    engine, alice, synced, database_url, tmp_path
+):
     running = Daemon(database_url, tmp_path)
     body, header = signed(paid_invoice_event())
     with socket.create_connection(("127.0.0.1", running.port), timeout=20) as conn:
-        conn.sendall(b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                     b"application/json\r\nStripe-Signature: " + header.encode() +
-                     b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:100])
+        conn.sendall(
+            b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            b"application/json\r\nStripe-Signature: "
+            + header.encode()
+            + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body[:100]
+        )
         time.sleep(0.3)
         running.process.terminate()
         time.sleep(0.5)
@@ -97,17 +108,20 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(engine, alice
 
 
 def test_the_daemon_refuses_to_start_without_a_webhook_secret(database_url, tmp_path):
-    result = run_creditctl("daemon", "--port", "1", database_url=database_url, cwd=tmp_path,
-                           timeout=30)
+    result = run_creditctl(
+        "daemon", "--port", "1", database_url=database_url, cwd=tmp_path, timeout=30
+    )
     assert result.returncode == 7
     assert result.stderr.strip() == (
         "error: STRIPE_WEBHOOK_SECRET is not set; the webhook endpoint cannot verify Stripe's "
-        "signatures (comma-separate several while rotating)")
+        "signatures (comma-separate several while rotating)"
+    )
 
 
 def test_no_http_and_no_scheduler_together_is_a_usage_error(database_url, tmp_path):
-    result = run_creditctl("daemon", "--no-http", "--no-scheduler", database_url=database_url,
-                           cwd=tmp_path, timeout=30)
+    result = run_creditctl(
+        "daemon", "--no-http", "--no-scheduler", database_url=database_url, cwd=tmp_path, timeout=30
+    )
     assert result.returncode == 2
     assert "leave nothing to run" in result.stderr
 
@@ -119,9 +133,14 @@ def test_scheduler_only_mode_stops_on_a_signal(database_url, tmp_path, signum):
 
     from helpers import cli_env, creditctl_executable
 
-    process = subprocess.Popen([creditctl_executable(), "daemon", "--no-http"], cwd=tmp_path,
-                               env=cli_env(database_url, tmp_path), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [creditctl_executable(), "daemon", "--no-http"],
+        cwd=tmp_path,
+        env=cli_env(database_url, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     time.sleep(2)
     process.send_signal(getattr(signal, signum))
     output, _ = process.communicate(timeout=30)

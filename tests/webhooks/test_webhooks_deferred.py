@@ -22,8 +22,9 @@ pytestmark = pytest.mark.parametrize("gen", GENERATIONS)
 def test_the_invoice_waits_for_the_subscription_to_name_its_plan(engine, alice, config, gen):
     # A dashboard price: not synced here, no metadata on the invoice line; only the
     # subscription's item carries its lookup key.
-    story = Story(engine, config, gen, price_obj=price("price_dashboard_only",
-                                                        lookup_key="creditctl_pro"))
+    story = Story(
+        engine, config, gen, price_obj=price("price_dashboard_only", lookup_key="creditctl_pro")
+    )
     first = story.send("invoice.paid", story.invoice(), 2)
     if gen == "legacy":  # the old line carries the whole price, lookup key included
         assert first.status == "processed" and plan_grants(engine) == [1000]
@@ -38,12 +39,14 @@ def test_the_invoice_waits_for_the_subscription_to_name_its_plan(engine, alice, 
     assert audit_verify(engine)["ok"]
 
 
-def test_state_recorded_from_an_invoice_yields_to_any_subscription_event(engine, alice, synced,
-                                                                        config, gen):
+def test_state_recorded_from_an_invoice_yields_to_any_subscription_event(
+    engine, alice, synced, config, gen
+):
     story = Story(engine, config, gen)
     story.send("invoice.paid", story.invoice(), 10)
-    earlier = story.send("customer.subscription.updated",
-                         story.subscription(cancel_at_period_end=True), 0)
+    earlier = story.send(
+        "customer.subscription.updated", story.subscription(cancel_at_period_end=True), 0
+    )
     assert "older than the recorded state" not in earlier.detail
     assert story.recorded()["cancel_at_period_end"] is True
     assert plan_grants(engine) == [1000]

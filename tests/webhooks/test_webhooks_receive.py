@@ -31,8 +31,16 @@ from creditctl.webhooks.receive import receive
 
 def paid_invoice_event(user_id: str = "alice", **extra):
     start, end = period(now_utc() - timedelta(days=1))
-    obj = invoice("basil", sub_id=extra.pop("sub_id", next_id("sub")), customer=next_id("cus"),
-                  price_id=PRO_PRICE, start=start, end=end, user_id=user_id, **extra)
+    obj = invoice(
+        "basil",
+        sub_id=extra.pop("sub_id", next_id("sub")),
+        customer=next_id("cus"),
+        price_id=PRO_PRICE,
+        start=start,
+        end=end,
+        user_id=user_id,
+        **extra,
+    )
     return event("invoice.paid", obj, created=now_utc())
 
 
@@ -43,9 +51,17 @@ def stored_count(engine) -> int:
 
 def plan_grants(engine, user_id: str = "alice") -> list[int]:
     with engine.connect() as conn:
-        return conn.execute(sa.text(
-            "SELECT amount FROM grants WHERE user_id = :u AND source = 'plan' "
-            "AND period_key LIKE 'sub_%' ORDER BY id"), {"u": user_id}).scalars().all()
+        return (
+            conn.execute(
+                sa.text(
+                    "SELECT amount FROM grants WHERE user_id = :u AND source = 'plan' "
+                    "AND period_key LIKE 'sub_%' ORDER BY id"
+                ),
+                {"u": user_id},
+            )
+            .scalars()
+            .all()
+        )
 
 
 def test_a_signed_event_is_stored_then_processed(engine, alice, synced, config):
@@ -60,8 +76,10 @@ def test_a_signed_event_is_stored_then_processed(engine, alice, synced, config):
     assert balance(engine, "alice").plan == "pro"
 
 
-@pytest.mark.parametrize("forge", ["tampered body", "wrong secret", "missing header",
-                                   "stale", "future", "garbled header"])
+@pytest.mark.parametrize(
+    "forge",
+    ["tampered body", "wrong secret", "missing header", "stale", "future", "garbled header"],
+)
 def test_forged_or_stale_deliveries_change_nothing(engine, alice, synced, config, forge):
     evt = paid_invoice_event()
     body, header = signed(evt)
@@ -157,16 +175,16 @@ def test_unknown_event_types_are_stored_as_ignored(engine, config):
     assert row["ignored_reason"] == "no handler for event type charge.refunded"
 
 
-def test_unmappable_events_are_ignored_with_the_reason_not_guessed(engine, alice, synced,
-                                                                   config):
+def test_unmappable_events_are_ignored_with_the_reason_not_guessed(engine, alice, synced, config):
     nobody = paid_invoice_event(user_id=None)
     nobody["data"]["object"]["customer_email"] = "alice@example.com"
     receipt = receive(engine, *signed(nobody), config)
     assert receipt.outcome.status == "ignored"
     assert "maps to no user" in receipt.outcome.detail
     unknown_price = paid_invoice_event()
-    unknown_price["data"]["object"]["lines"]["data"][0]["pricing"]["price_details"][
-        "price"] = "price_made_elsewhere"
+    unknown_price["data"]["object"]["lines"]["data"][0]["pricing"]["price_details"]["price"] = (
+        "price_made_elsewhere"
+    )
     receipt = receive(engine, *signed(unknown_price), config)
     assert receipt.outcome.status == "ignored"
     assert "price_made_elsewhere" in receipt.outcome.detail and "no plan" in receipt.outcome.detail
@@ -175,8 +193,9 @@ def test_unmappable_events_are_ignored_with_the_reason_not_guessed(engine, alice
 
 def test_a_failing_handler_rolls_back_and_is_recorded(engine, alice, synced):
     """Stripe unreachable while fetching the latest invoice: the event is stored as failed."""
-    broken = WebhookConfig(secrets=(SECRET,), fetch_latest=True,
-                           gateway=gateway("http://127.0.0.1:9"))
+    broken = WebhookConfig(
+        secrets=(SECRET,), fetch_latest=True, gateway=gateway("http://127.0.0.1:9")
+    )
     evt = paid_invoice_event()
     before = snapshot(engine)
     receipt = receive(engine, *signed(evt), broken)

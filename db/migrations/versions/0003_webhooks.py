@@ -33,16 +33,22 @@ def upgrade() -> None:
         sa.Column("ignored_reason", sa.String(length=500), nullable=True),
         sa.Column("user_id", sa.String(length=128), nullable=True),
         sa.Column("processed_at", UTCDateTime(), nullable=True),
-        sa.CheckConstraint("status IN ('pending', 'processed', 'failed', 'ignored')",
-                           name=op.f("ck_webhook_events_status_known")),
+        sa.CheckConstraint(
+            "status IN ('pending', 'processed', 'failed', 'ignored')",
+            name=op.f("ck_webhook_events_status_known"),
+        ),
         sa.CheckConstraint("attempts >= 0", name=op.f("ck_webhook_events_attempts_not_negative")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_events")),
     )
     with op.batch_alter_table("webhook_events", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_webhook_events_received_at"), ["received_at"],
-                              unique=False)
-        batch_op.create_index(batch_op.f("ix_webhook_events_status_received_at"),
-                              ["status", "received_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_webhook_events_received_at"), ["received_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_webhook_events_status_received_at"),
+            ["status", "received_at"],
+            unique=False,
+        )
         batch_op.create_index(batch_op.f("ix_webhook_events_type"), ["type"], unique=False)
         batch_op.create_index(batch_op.f("ix_webhook_events_user_id"), ["user_id"], unique=False)
 
