@@ -109,9 +109,9 @@ def test_expired_grant_is_gone_from_the_balance_before_any_sweep(engine, policy)
 def test_settle_due_sweeps_every_user_once(engine, policy):
     for uid in ("u1", "u2"):
         new_user(engine, policy, uid, now=T0)
-    first = sweep.settle_due(engine, now=T0 + timedelta(days=40))
+    first = sweep.sweep_due(engine, now=T0 + timedelta(days=40))
     assert first == {"users": 2, "entries": 2}
-    assert sweep.settle_due(engine, now=T0 + timedelta(days=41)) == {"users": 0, "entries": 0}
+    assert sweep.sweep_due(engine, now=T0 + timedelta(days=41)) == {"users": 0, "entries": 0}
     assert balances.balance(engine, "u1", now=T0 + timedelta(days=41)).available == 5
     assert verify(engine)["ok"]
 

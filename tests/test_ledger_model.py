@@ -396,7 +396,7 @@ class LedgerMachine(RuleBasedStateMachine):
                     sa.text("SELECT id, remaining FROM grants WHERE user_id = :u"), {"u": self.user}
                 ).all()
             )
-        if lookup.needs_settling(row, self.model.now):
+        if lookup.needs_sweep(row, self.model.now):
             return  # an expired grant or hold awaits the sweep; the next read settles it
         self.model.settle()
         assert (row.balance, row.held) == (self.model.available, self.model.held)

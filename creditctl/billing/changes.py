@@ -190,12 +190,12 @@ def change_subscription(
 
 
 def cancel_subscription(
-    engine: Engine, gateway: Gateway, user: str, *, now_: bool, actor: str, ended_plan: str
+    engine: Engine, gateway: Gateway, user: str, *, immediately: bool, actor: str, ended_plan: str
 ) -> dict[str, Any]:
     """Cancel at period end (the default), or at once; the user then falls to `ended_plan`."""
     row, subscription = current_subscription(engine, gateway, user)
     subscription_id = subscription["id"]
-    if now_:
+    if immediately:
         subscription = stripe_write(
             engine,
             "subscription.cancel",
@@ -211,7 +211,7 @@ def cancel_subscription(
         subscription,
         actor=actor,
         action="subscription.cancel",
-        reason="cancel now" if now_ else "cancel at period end",
+        reason="cancel now" if immediately else "cancel at period end",
         ended_plan=ended_plan,
     )
 

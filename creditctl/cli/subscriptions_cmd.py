@@ -118,7 +118,7 @@ def cancel_command(
         ctx.engine,
         gateway(),
         user,
-        now_=now,
+        immediately=now,
         actor=ctx.operator,
         ended_plan=ctx.settings["credits.default_plan"],
     )

@@ -8,9 +8,9 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from creditctl.clock import utcnow
 from creditctl.db.engine import read
-from creditctl.ledger.lookup import needs_settling, user_state
+from creditctl.ledger.lookup import needs_sweep, user_state
 from creditctl.ledger.results import Balance
-from creditctl.ledger.sweep import settle
+from creditctl.ledger.sweep import sweep_user
 from creditctl.ledger.transactions import run_write
 
 
@@ -19,13 +19,13 @@ def balance(engine: Engine, user: str, *, now: datetime | None = None) -> Balanc
     now = now or utcnow()
     with read(engine) as conn:
         row = user_state(conn, user)
-    if needs_settling(row, now):
-        row = run_write(engine, lambda conn: _settled_state(conn, row.id, now))
+    if needs_sweep(row, now):
+        row = run_write(engine, lambda conn: _swept_state(conn, row.id, now))
     return _balance_of(row)
 
 
-def _settled_state(conn: Connection, user_id: str, now: datetime) -> Row:
-    settle(conn, user_id, now=now)
+def _swept_state(conn: Connection, user_id: str, now: datetime) -> Row:
+    sweep_user(conn, user_id, now=now)
     return user_state(conn, user_id)
 
 

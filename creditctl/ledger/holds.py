@@ -2,8 +2,9 @@
 
 Reserving moves credits from the user's grants into the hold (a `hold` entry);
 capturing spends part of them (a `capture` entry) and gives the rest back (a
-`release` entry); a hold past its time to live is released by `settle`, and
-every balance read settles first, so an expired hold never keeps credits away.
+`release` entry); a hold past its time to live is released by the sweep
+(`creditctl.ledger.sweep`), and every balance read sweeps first, so an expired hold
+never keeps credits away.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from creditctl.db.engine import read
 from creditctl.db.tables import allocations, holds, users
 from creditctl.errors import HoldSettled, InvalidInput, NotFound
 from creditctl.ledger.idempotency import fingerprint
-from creditctl.ledger.lookup import needs_settling, user_state
+from creditctl.ledger.lookup import needs_sweep, user_state
 from creditctl.ledger.policy import Policy
 from creditctl.ledger.postings import post_entry
 from creditctl.ledger.replays import find_previous, replayed
 from creditctl.ledger.results import Posting
 from creditctl.ledger.spending import take
 from creditctl.ledger.statements import LOCK_USER
-from creditctl.ledger.sweep import return_allocations, settle, settle_due
+from creditctl.ledger.sweep import return_allocations, sweep_due, sweep_user
 from creditctl.ledger.transactions import run_write
 
 INSERT_HOLD = holds.insert().returning(holds.c.id)
@@ -251,8 +252,8 @@ def _finish(
         )
         entry_id = entry_id or release_id
     state = user_state(conn, hold.user_id)
-    if needs_settling(state, now):
-        settle(conn, hold.user_id, now=now)
+    if needs_sweep(state, now):
+        sweep_user(conn, hold.user_id, now=now)
         state = user_state(conn, hold.user_id)
     return HoldResult(
         hold.id,
@@ -310,7 +311,7 @@ def _replay(conn: Connection, posting: Posting) -> HoldResult:
 
 def expire(engine: Engine, *, now: datetime | None = None) -> dict[str, int]:
     """Release every hold past its time to live (and expire lapsed grants on the way)."""
-    return settle_due(engine, now=now)
+    return sweep_due(engine, now=now)
 
 
 def open_holds(

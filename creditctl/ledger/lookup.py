@@ -10,7 +10,7 @@ from creditctl.errors import (
     UnknownUser,
 )
 from creditctl.ledger.statements import STATE
-from creditctl.ledger.sweep import settle
+from creditctl.ledger.sweep import sweep_user
 
 
 def by_email(user: str) -> bool:
@@ -36,12 +36,12 @@ def user_state(conn: Connection, user: str) -> Row:
 def current_user(conn: Connection, user: str, now: datetime) -> str:
     """The user's id, with expired grants and holds swept first so balances printed are current."""
     state = user_state(conn, user)
-    if needs_settling(state, now):
-        settle(conn, state.id, now=now)
+    if needs_sweep(state, now):
+        sweep_user(conn, state.id, now=now)
     return state.id
 
 
-def needs_settling(row: Row, now: datetime) -> bool:
+def needs_sweep(row: Row, now: datetime) -> bool:
     """True when a grant or hold of this user has expired and not yet been swept."""
     return any(
         moment is not None and moment <= now

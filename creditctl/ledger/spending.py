@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from creditctl.clock import utcnow
 from creditctl.ledger.idempotency import fingerprint
-from creditctl.ledger.lookup import by_email, lookup_key, needs_settling, user_state
+from creditctl.ledger.lookup import by_email, lookup_key, needs_sweep, user_state
 from creditctl.ledger.policy import Policy, insufficient, overdue
 from creditctl.ledger.postings import post_entry
 from creditctl.ledger.replays import find_previous, replayed
@@ -24,7 +24,7 @@ from creditctl.ledger.statements import (
     NOTE_HOLD_EXPIRY,
     TAKE,
 )
-from creditctl.ledger.sweep import settle
+from creditctl.ledger.sweep import sweep_user
 from creditctl.ledger.transactions import run_write
 
 
@@ -77,9 +77,9 @@ def take(
                 # Nothing is held, but the sweep must still find the hold when it lapses.
                 conn.execute(NOTE_HOLD_EXPIRY, {"uid": state.id, "expires": hold[1]})
             return Taken(state.id, balance_now, held, state.plan, unlimited=True)
-        if not needs_settling(state, now):
+        if not needs_sweep(state, now):
             raise insufficient(user, state.balance, amount, policy)
-        settle(conn, state.id, now=now)
+        sweep_user(conn, state.id, now=now)
         row = conn.execute(statement, params).first()
         if row is None:
             raise insufficient(user, user_state(conn, user).balance, amount, policy)

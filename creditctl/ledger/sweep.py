@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import func, or_
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 
 from creditctl.clock import utcnow
 from creditctl.db.engine import read
@@ -18,7 +19,7 @@ from creditctl.ledger.transactions import run_write
 # --- expiry ------------------------------------------------------------------------------------
 
 
-def settle(conn: Connection, user_id: str, *, now: datetime) -> int:
+def sweep_user(conn: Connection, user_id: str, *, now: datetime) -> int:
     """Return expired holds' credits and expire lapsed grants; returns the entries written."""
     balance_now, held = conn.execute(LOCK_USER, {"uid": user_id}).one()
     written = 0
@@ -59,7 +60,61 @@ def settle(conn: Connection, user_id: str, *, now: datetime) -> int:
         )
         .order_by(grants.c.expires_at, grants.c.id)
     ).all()
-    for lapsed_grant in expired:
+    balance_now = _expire(conn, user_id, expired, balance_now, actor="system", now=now, why="")
+    written += len(expired)
+    conn.execute(
+        users.update()
+        .where(users.c.id == user_id)
+        .values(
+            balance=balance_now,
+            held=held,
+            next_grant_expiry=_next_grant_expiry(user_id),
+            next_hold_expiry=sa.select(func.min(holds.c.expires_at))
+            .where(holds.c.user_id == user_id, holds.c.status == "open")
+            .scalar_subquery(),
+        )
+    )
+    return written
+
+
+def expire_grants(
+    conn: Connection, user_id: str, grant_ids: list[int], *, actor: str, now: datetime, why: str
+) -> int:
+    """Expire what remains of these grants of one user before their date; returns the credits.
+
+    For a plan period that a new one replaces; `why` ends each entry's description.
+    """
+    if not grant_ids:
+        return 0
+    balance_now, _held = conn.execute(LOCK_USER, {"uid": user_id}).one()
+    rows = conn.execute(
+        sa.select(grants.c.id, grants.c.remaining)
+        .where(grants.c.id.in_(grant_ids), grants.c.user_id == user_id, grants.c.remaining > 0)
+        .order_by(grants.c.id)
+    ).all()
+    if not rows:
+        return 0
+    balance_now = _expire(conn, user_id, rows, balance_now, actor=actor, now=now, why=why)
+    conn.execute(
+        users.update()
+        .where(users.c.id == user_id)
+        .values(balance=balance_now, next_grant_expiry=_next_grant_expiry(user_id))
+    )
+    return sum(row.remaining for row in rows)
+
+
+def _expire(
+    conn: Connection,
+    user_id: str,
+    rows: Sequence[Row],
+    balance_now: int,
+    *,
+    actor: str,
+    now: datetime,
+    why: str,
+) -> int:
+    """Zero each grant's remainder with its expiry entry; returns the balance after them all."""
+    for lapsed_grant in rows:
         conn.execute(grants.update().where(grants.c.id == lapsed_grant.id).values(remaining=0))
         balance_now -= lapsed_grant.remaining
         post_entry(
@@ -68,27 +123,20 @@ def settle(conn: Connection, user_id: str, *, now: datetime) -> int:
             type="expiry",
             amount=-lapsed_grant.remaining,
             balance_after=balance_now,
-            actor="system",
+            actor=actor,
             now=now,
             grant_id=lapsed_grant.id,
-            description=f"grant {lapsed_grant.id} expired",
+            description=f"grant {lapsed_grant.id} expired{why}",
         )
-        written += 1
-    conn.execute(
-        users.update()
-        .where(users.c.id == user_id)
-        .values(
-            balance=balance_now,
-            held=held,
-            next_grant_expiry=sa.select(func.min(grants.c.expires_at))
-            .where(grants.c.user_id == user_id, grants.c.remaining > 0)
-            .scalar_subquery(),
-            next_hold_expiry=sa.select(func.min(holds.c.expires_at))
-            .where(holds.c.user_id == user_id, holds.c.status == "open")
-            .scalar_subquery(),
-        )
+    return balance_now
+
+
+def _next_grant_expiry(user_id: str) -> sa.ScalarSelect:
+    return (
+        sa.select(func.min(grants.c.expires_at))
+        .where(grants.c.user_id == user_id, grants.c.remaining > 0)
+        .scalar_subquery()
     )
-    return written
 
 
 def return_allocations(conn: Connection, hold_id: int, keep: int) -> int:
@@ -129,7 +177,7 @@ def return_allocations(conn: Connection, hold_id: int, keep: int) -> int:
     return returned
 
 
-def settle_due(engine: Engine, *, now: datetime | None = None) -> dict[str, int]:
+def sweep_due(engine: Engine, *, now: datetime | None = None) -> dict[str, int]:
     """Sweep every user with an expired hold or grant; each user in their own transaction."""
     now = now or utcnow()
     with read(engine) as conn:
@@ -149,5 +197,5 @@ def settle_due(engine: Engine, *, now: datetime | None = None) -> dict[str, int]
         )
     written = 0
     for user_id in due:
-        written += run_write(engine, lambda conn, uid=user_id: settle(conn, uid, now=now))
+        written += run_write(engine, lambda conn, uid=user_id: sweep_user(conn, uid, now=now))
     return {"users": len(due), "entries": written}

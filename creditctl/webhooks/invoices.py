@@ -16,9 +16,8 @@ from creditctl.billing.subscriptions import (
     period_prefix,
 )
 from creditctl.clock import iso
-from creditctl.db.tables import grants, users
-from creditctl.ledger.postings import post_entry
-from creditctl.ledger.statements import LOCK_USER
+from creditctl.db.tables import grants
+from creditctl.ledger.sweep import expire_grants
 from creditctl.webhooks.context import (
     DEFERRED,
     PROVISIONAL,
@@ -149,7 +148,7 @@ def _grant_period(
         paid=True,
         ended_plan=ctx.config.default_plan,
     )
-    expired = expire_previous_plan_credits(
+    expired = _expire_previous_plan_credits(
         ctx.conn, user_id, paid.subscription_id, start, actor=ctx.event_id, now=ctx.now
     )
     return processed(
@@ -177,7 +176,7 @@ def _grant_only(recorded: Row | None, created: datetime) -> datetime:
     return recorded.last_event_created - timedelta(seconds=1)
 
 
-def expire_previous_plan_credits(
+def _expire_previous_plan_credits(
     conn: Connection,
     user_id: str,
     subscription_id: str,
@@ -206,34 +205,14 @@ def expire_previous_plan_credits(
         )
         .order_by(grants.c.id)
     ).all()
-    if not rows:
-        return 0
-    balance, _held = conn.execute(LOCK_USER, {"uid": user_id}).one()
-    for row in rows:
-        conn.execute(grants.update().where(grants.c.id == row.id).values(remaining=0))
-        balance -= row.remaining
-        post_entry(
-            conn,
-            user_id=user_id,
-            type="expiry",
-            amount=-row.remaining,
-            balance_after=balance,
-            actor=actor,
-            now=now,
-            grant_id=row.id,
-            description=f"grant {row.id} expired: a new plan period started",
-        )
-    conn.execute(
-        users.update()
-        .where(users.c.id == user_id)
-        .values(
-            balance=balance,
-            next_grant_expiry=sa.select(sa.func.min(grants.c.expires_at))
-            .where(grants.c.user_id == user_id, grants.c.remaining > 0)
-            .scalar_subquery(),
-        )
+    return expire_grants(
+        conn,
+        user_id,
+        [row.id for row in rows],
+        actor=actor,
+        now=now,
+        why=": a new plan period started",
     )
-    return sum(row.remaining for row in rows)
 
 
 def invoice_payment_failed(ctx: EventContext) -> Result:
