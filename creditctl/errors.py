@@ -13,6 +13,7 @@ EXIT_NOT_FOUND = 4
 EXIT_CONFLICT = 5
 EXIT_STRIPE = 6
 EXIT_CONFIG = 7
+EXIT_UNSETTLED = 8
 
 
 class CreditctlError(Exception):
@@ -100,6 +101,12 @@ class DatabaseUnavailable(ConfigError):
 
 class SchemaOutOfDate(ConfigError):
     """The database has not been initialised or upgraded to this version."""
+
+
+class ChargeUnsettled(CreditctlError):
+    """`run`'s command succeeded but its hold could not be captured; the hold is left open."""
+
+    exit_code = EXIT_UNSETTLED
 
 
 class InvalidSignature(InvalidInput):
