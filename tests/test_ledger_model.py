@@ -1,7 +1,7 @@
 """The ledger held against a plain Python model (hypothesis stateful testing), on both databases.
 
 The model keeps every grant (remaining, expiry) and hold (allocations per grant) and the
-rules from PRODUCT.md: usage draws from the soonest-expiring grant first, an expired hold
+rules in README.md: usage draws from the soonest-expiring grant first, an expired hold
 returns its credits to the grants it came from, an expired grant loses what remains, a
 reversal refunds usage as a new grant or takes a grant back (from that grant first).
 After every step `audit.verify` must be clean and, whenever nothing is waiting to be swept,
