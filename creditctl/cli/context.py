@@ -61,7 +61,9 @@ class AppContext:
                 name = getpass.getuser()
             except (KeyError, OSError):
                 name = "unknown"
-        name = name.strip()
+        from creditctl.parsing import check_text
+
+        name = check_text(name, "operator name (--operator or CREDITCTL_OPERATOR)").strip()
         if not name or len(name) > 200:
             raise InvalidInput("operator name must be 1-200 characters; pass --operator NAME")
         return name

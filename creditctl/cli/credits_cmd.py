@@ -198,7 +198,7 @@ def grant_command(
     ctx = current()
     credits = _amount(amount)
     require_reason(reason)
-    expires_at = parse_when(expires, "expiry") if expires else None
+    expires_at = parse_when(expires, "expiry") if expires is not None else None
     posting = grant(
         ctx.engine,
         user,

@@ -17,11 +17,20 @@ app = typer.Typer(
 )
 
 
+def _feature(value: str) -> str:
+    from creditctl.parsing import parse_text
+
+    return parse_text(value, "feature", 200)
+
+
 @app.command("check")
 def check_command(
     user: UserArg,
     feature: Annotated[
-        str, typer.Argument(help="Feature name, e.g. scheduling.", show_default=False)
+        str,
+        typer.Argument(
+            callback=_feature, help="Feature name, e.g. scheduling.", show_default=False
+        ),
     ],
     json: Json = False,
 ) -> None:

@@ -8,6 +8,9 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+# Cells a spreadsheet would run as a formula (OWASP's CSV injection list).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, default=str, sort_keys=False) + "\n")
@@ -40,14 +43,29 @@ def table(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    grid = Table(title=title, show_lines=False, header_style="bold")
+    # Text, not str: a stored "[red]" is shown as typed, not read as Rich markup.
+    grid = Table(title=Text(title) if title else None, show_lines=False, header_style="bold")
     for column in columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
-        grid.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        grid.add_row(*(Text(_shown(row.get(c))) for c in columns))
     # Piped output is not squeezed to 80 columns; scripts wanting data use --json or csv.
     Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(grid)
+
+
+def _shown(value: Any) -> str:
+    from creditctl.parsing import printable
+
+    return "" if value is None else printable(str(value))
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell that starts like a formula gets a leading quote; numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
@@ -55,10 +73,10 @@ def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
         sys.stdout, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
     )
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
 
 
 def key_values(pairs: Sequence[tuple[str, Any]]) -> None:
     width = max(len(k) for k, _ in pairs)
     for name, value in pairs:
-        say(f"{name.ljust(width)}  {'' if value is None else value}")
+        say(f"{name.ljust(width)}  {_shown(value)}")

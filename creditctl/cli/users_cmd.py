@@ -14,6 +14,13 @@ app = typer.Typer(
     help="Add and find users.\n\nExample: creditctl users search example.com", no_args_is_help=True
 )
 COLUMNS = ("id", "email", "name", "plan", "balance", "held", "stripe_customer_id", "created_at")
+MAX_OFFSET = 2**31 - 1
+
+
+def _name(value: str | None) -> str | None:
+    from creditctl.parsing import check_text
+
+    return None if value is None else check_text(value, "name")
 
 
 def _print_user(user: dict, json: bool) -> None:
@@ -32,7 +39,9 @@ def add_command(
         str | None,
         typer.Option("--id", help="Your product's id for the user (default: generated)."),
     ] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", callback=_name, help="Display name (max 200).")
+    ] = None,
     plan: Annotated[
         str | None, typer.Option("--plan", help="Plan (default: credits.default_plan).")
     ] = None,
@@ -88,8 +97,9 @@ def search_command(
     Example: creditctl users search example.com
     """
     from creditctl.accounts.users import search_users
+    from creditctl.parsing import parse_search
 
-    rows = search_users(current().engine, query)
+    rows = search_users(current().engine, parse_search(query))
     if json:
         emit_json(rows)
     else:
@@ -99,7 +109,7 @@ def search_command(
 @app.command("list")
 def list_command(
     limit: Annotated[int, typer.Option("--limit", min=1, max=100000)] = 100,
-    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    offset: Annotated[int, typer.Option("--offset", min=0, max=MAX_OFFSET)] = 0,
     json: Json = False,
 ) -> None:
     """List users, oldest first.

@@ -32,7 +32,7 @@ LIST_COLUMNS = (
 def _since(text: str | None) -> Any:
     from creditctl.parsing import parse_when
 
-    return parse_when(text, "--since") if text else None
+    return parse_when(text, "--since") if text is not None else None
 
 
 def _config() -> Any:

@@ -16,11 +16,16 @@ _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|sslpassword|pass)=)[^&]*")
 
 
 def mask_url(url: str) -> str:
-    """The database URL without its password, in the user part or in the query."""
-    from urllib.parse import urlsplit, urlunsplit
+    """The database URL without its password, in the user part or in the query.
 
-    parts = urlsplit(url)
-    if parts.password is not None:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        url = urlunsplit(parts._replace(netloc=netloc))
+    Read by hand, not by a URL parser, so it never fails (it runs in the errors of malformed
+    URLs) and a password holding '/', '?' or '@' unescaped is hidden too: everything up to
+    the last '@' after the user name is masked, which may hide more than the password, never less.
+    """
+    scheme, separator, rest = url.partition("://")
+    userinfo, at, after = rest.rpartition("@")
+    if separator and at and ":" in userinfo:
+        url = f"{scheme}://{userinfo.partition(':')[0]}:***@{after}"
+    elif not separator and "@" in url:  # not a URL at all: keep only what follows the '@'
+        url = "***@" + url.rpartition("@")[2]
     return _QUERY_SECRET.sub(r"\1***", url)

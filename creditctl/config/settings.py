@@ -9,52 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from creditctl.config import values as check
 from creditctl.config.masking import mask, mask_url
+from creditctl.config.values import MAX_CREDITS
 from creditctl.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "creditctl.toml"
 DEFAULT_STRIPE_API_VERSION = "2026-10-28.endive"
 UNLIMITED = "unlimited"
-
-
-def _int(minimum: int, maximum: int) -> Callable[[str, Any], int]:
-    def parse(key: str, value: Any) -> int:
-        if isinstance(value, bool):
-            raise ConfigError(f"config key {key} must be a whole number, got {value!r}")
-        try:
-            number = int(str(value).strip())
-        except ValueError:
-            raise ConfigError(f"config key {key} must be a whole number, got {value!r}") from None
-        if not minimum <= number <= maximum:
-            raise ConfigError(f"config key {key} must be between {minimum} and {maximum}")
-        return number
-
-    return parse
-
-
-def _text(key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"config key {key} must be a string, got {value!r}")
-    return value
-
-
-def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"config key {key} must be true or false, got {value!r}")
-
-
-def _secret_list(key: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, list):
-        items = [str(v).strip() for v in value]
-    else:
-        items = [v.strip() for v in str(value).split(",")]
-    return tuple(v for v in items if v)
 
 
 @dataclass(frozen=True)
@@ -70,45 +32,78 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("database.url", "CREDITCTL_DATABASE_URL", "sqlite:///creditctl.db", _text),
-    Key("database.busy_timeout_ms", "CREDITCTL_BUSY_TIMEOUT_MS", 30000, _int(0, 600000)),
-    Key("credits.welcome_grant", "CREDITCTL_WELCOME_GRANT", 5, _int(0, 1_000_000)),
+    Key("database.url", "CREDITCTL_DATABASE_URL", "sqlite:///creditctl.db", check.database_url),
+    Key(
+        "database.busy_timeout_ms",
+        "CREDITCTL_BUSY_TIMEOUT_MS",
+        30000,
+        check.whole_number(0, 600000),
+    ),
+    Key("credits.welcome_grant", "CREDITCTL_WELCOME_GRANT", 5, check.whole_number(0, 1_000_000)),
     Key(
         "credits.low_balance_threshold",
         "CREDITCTL_LOW_BALANCE_THRESHOLD",
         10,
-        _int(0, 1_000_000_000),
+        check.whole_number(0, 1_000_000_000),
     ),
-    Key("credits.default_plan", "CREDITCTL_DEFAULT_PLAN", "free", _text),
-    Key("credits.max_amount", "CREDITCTL_MAX_AMOUNT", 1_000_000, _int(1, 1_000_000_000)),
-    Key("credits.hold_ttl", "CREDITCTL_HOLD_TTL", "30m", _text),
+    Key("credits.default_plan", "CREDITCTL_DEFAULT_PLAN", "free", check.text),
+    Key(
+        "credits.max_amount",
+        "CREDITCTL_MAX_AMOUNT",
+        1_000_000,
+        check.whole_number(1, 1_000_000_000),
+    ),
+    Key("credits.hold_ttl", "CREDITCTL_HOLD_TTL", "30m", check.text),
     Key(
         "credits.upgrade_hint",
         "CREDITCTL_UPGRADE_HINT",
         "run `creditctl stripe checkout {user} --plan pro` for a bigger plan, "
         "or ask an operator for a grant",
-        _text,
+        check.text,
     ),
-    Key("stripe.api_key", "STRIPE_API_KEY", "", _text, secret=True),
-    Key("stripe.api_version", "STRIPE_API_VERSION", DEFAULT_STRIPE_API_VERSION, _text),
-    Key("stripe.api_base", "STRIPE_API_BASE", "https://api.stripe.com", _text),
-    Key("stripe.webhook_secret", "STRIPE_WEBHOOK_SECRET", (), _secret_list, secret=True),
+    Key("stripe.api_key", "STRIPE_API_KEY", "", check.secret, secret=True),
+    Key("stripe.api_version", "STRIPE_API_VERSION", DEFAULT_STRIPE_API_VERSION, check.text),
+    Key("stripe.api_base", "STRIPE_API_BASE", "https://api.stripe.com", check.text),
+    Key("stripe.webhook_secret", "STRIPE_WEBHOOK_SECRET", (), check.secret_list, secret=True),
     Key(
-        "stripe.success_url", "CREDITCTL_SUCCESS_URL", "https://example.com/billing/success", _text
+        "stripe.success_url",
+        "CREDITCTL_SUCCESS_URL",
+        "https://example.com/billing/success",
+        check.text,
     ),
-    Key("stripe.cancel_url", "CREDITCTL_CANCEL_URL", "https://example.com/billing/cancel", _text),
+    Key(
+        "stripe.cancel_url",
+        "CREDITCTL_CANCEL_URL",
+        "https://example.com/billing/cancel",
+        check.text,
+    ),
     Key(
         "stripe.portal_return_url",
         "CREDITCTL_PORTAL_RETURN_URL",
         "https://example.com/billing",
-        _text,
+        check.text,
     ),
-    Key("webhooks.tolerance_seconds", "CREDITCTL_WEBHOOK_TOLERANCE", 300, _int(1, 86400)),
-    Key("webhooks.max_body_bytes", "CREDITCTL_WEBHOOK_MAX_BODY", 262144, _int(1024, 10_000_000)),
-    Key("webhooks.fetch_latest", "CREDITCTL_WEBHOOK_FETCH_LATEST", False, _bool),
-    Key("billing.past_due_grace_days", "CREDITCTL_PAST_DUE_GRACE_DAYS", 7, _int(0, 3650)),
-    Key("daemon.host", "CREDITCTL_DAEMON_HOST", "127.0.0.1", _text),
-    Key("daemon.port", "CREDITCTL_DAEMON_PORT", 8787, _int(1, 65535)),
+    Key(
+        "webhooks.tolerance_seconds",
+        "CREDITCTL_WEBHOOK_TOLERANCE",
+        300,
+        check.whole_number(1, 86400),
+    ),
+    Key(
+        "webhooks.max_body_bytes",
+        "CREDITCTL_WEBHOOK_MAX_BODY",
+        262144,
+        check.whole_number(1024, 10_000_000),
+    ),
+    Key("webhooks.fetch_latest", "CREDITCTL_WEBHOOK_FETCH_LATEST", False, check.boolean),
+    Key(
+        "billing.past_due_grace_days",
+        "CREDITCTL_PAST_DUE_GRACE_DAYS",
+        7,
+        check.whole_number(0, 3650),
+    ),
+    Key("daemon.host", "CREDITCTL_DAEMON_HOST", "127.0.0.1", check.text),
+    Key("daemon.port", "CREDITCTL_DAEMON_PORT", 8787, check.whole_number(1, 65535)),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
@@ -163,7 +158,7 @@ class PlanSpec:
 
 @dataclass(frozen=True)
 class Settings:
-    values: Mapping[str, Any]
+    values: Mapping[str, Any] = field(repr=False)  # holds the secrets: never in a repr
     sources: Mapping[str, str]
     plans: Mapping[str, PlanSpec]
     config_file: Path | None = None
@@ -215,6 +210,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
+    except ValueError:  # tomllib's int() of a number past 4,300 digits
+        raise ConfigError(
+            f"config file {path} holds a number too long to read; no setting takes one so large"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests arrays or tables too deeply") from None
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
@@ -298,6 +299,7 @@ def parse_plans(table: Any) -> dict[str, PlanSpec]:
 
 def _parse_plan(name: str, spec: Any) -> PlanSpec:
     where = f"plans.{name}"
+    check.plain(f"plans.{name!r}", name)
     if not isinstance(spec, dict):
         raise ConfigError(f"config key {where} must be a table")
     unknown = sorted(set(spec) - PLAN_FIELDS)
@@ -309,29 +311,40 @@ def _parse_plan(name: str, spec: Any) -> PlanSpec:
     credits = spec.get("credits")
     if credits == UNLIMITED:
         credits = None
-    elif isinstance(credits, bool) or not isinstance(credits, int) or credits < 0:
+    elif (
+        isinstance(credits, bool) or not isinstance(credits, int) or not 0 <= credits <= MAX_CREDITS
+    ):
+        # Bounded by the schema: a balance never exceeds MAX_CREDITS, so neither may a period.
         raise ConfigError(
-            f"config key {where}.credits must be a whole number >= 0 or "
-            f'"unlimited", got {credits!r}'
+            f"config key {where}.credits must be a whole number from 0 to {MAX_CREDITS} or "
+            f'"unlimited", got {check.shown(credits)}'
         )
     features = spec.get("features", [])
     if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
         raise ConfigError(f"config key {where}.features must be a list of strings")
+    for feature in features:
+        check.plain(f"{where}.features", feature)
     interval = spec.get("interval", "month")
     if interval not in INTERVALS:
         raise ConfigError(
             f"config key {where}.interval must be one of "
             f"{', '.join(sorted(INTERVALS))}, got {interval!r}"
         )
-    amount = _int(0, 100_000_000)(f"{where}.amount", spec.get("amount", 0))
+    amount = check.whole_number(0, 100_000_000)(f"{where}.amount", spec.get("amount", 0))
     return PlanSpec(
         name=name,
         credits=credits,
         features=tuple(features),
         amount=amount,
-        currency=_text(f"{where}.currency", spec.get("currency", "usd")).lower(),
+        currency=check.text(f"{where}.currency", spec.get("currency", "usd")).lower(),
         interval=interval,
-        lookup_key=_text(f"{where}.lookup_key", spec.get("lookup_key", f"creditctl_{name}")),
-        rollover=_bool(f"{where}.rollover", spec.get("rollover", False)),
-        display_name=_text(f"{where}.name", spec.get("name", name.replace("_", " ").title())),
+        lookup_key=check.plain(
+            f"{where}.lookup_key",
+            check.text(f"{where}.lookup_key", spec.get("lookup_key", f"creditctl_{name}")),
+        ),
+        rollover=check.boolean(f"{where}.rollover", spec.get("rollover", False)),
+        display_name=check.plain(
+            f"{where}.name",
+            check.text(f"{where}.name", spec.get("name", name.replace("_", " ").title())),
+        ),
     )
