@@ -96,7 +96,11 @@ class ConfigError(CreditctlError):
 
 
 class DatabaseUnavailable(ConfigError):
-    """The database cannot be opened or does not answer."""
+    """The database cannot be opened, does not answer, or cannot do its work (disk full)."""
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """The database stayed locked past the busy timeout, or a lock or statement timeout ran out."""
 
 
 class SchemaOutOfDate(ConfigError):

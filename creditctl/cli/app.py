@@ -37,8 +37,11 @@ def report(exc: BaseException, as_json: bool = False) -> int:
 
     With --json the refusal is also data on stdout, so a script reading JSON sees why.
     """
+    exc = _database_failure(exc) or exc
     if isinstance(exc, CreditctlError):
-        sys.stderr.write(f"error: {exc.message}\n")
+        from creditctl.parsing import printable
+
+        sys.stderr.write(f"error: {printable(exc.message)}\n")
         if as_json:
             from creditctl.cli.output import emit_json
 
@@ -59,6 +62,17 @@ def report(exc: BaseException, as_json: bool = False) -> int:
         f"error: unexpected {type(exc).__name__}; set {DEBUG_VARIABLE}=1 to see the traceback\n"
     )
     return EXIT_UNEXPECTED
+
+
+def _database_failure(exc: BaseException) -> CreditctlError | None:
+    """A database error no layer translated (the bare-driver fast path's), in words, or None."""
+    if type(exc).__module__.partition(".")[0] not in {"sqlalchemy", "sqlite3", "psycopg"}:
+        return None
+    from creditctl.db.engine import database_failure
+
+    context = current()
+    url = context.settings.database_url if "settings" in context.__dict__ else None
+    return database_failure(exc, url)
 
 
 def _usage_line(exc: typer.TyperException) -> int:
@@ -127,7 +141,7 @@ def root(
 
     Example: creditctl --config creditctl.toml account alice@example.com
     """
-    flags = {"database.url": database_url} if database_url else {}
+    flags = {"database.url": database_url} if database_url is not None else {}
     set_current(AppContext(config_file=config, flags=flags, operator_flag=operator))
 
 
