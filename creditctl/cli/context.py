@@ -82,6 +82,7 @@ def set_current(context: AppContext) -> None:
 
 
 def current() -> AppContext:
+    global _current
     if _current is None:
-        set_current(AppContext())
+        _current = AppContext()
     return _current
