@@ -23,7 +23,7 @@ USAGE_TYPES = {"usage", "capture"}
 
 def _subscription(engine: Engine, row: sa.Row, plan_amount: int) -> dict[str, Any]:
     """Status and renewal date of the user's subscription, as recorded locally."""
-    from creditctl.billing.subscriptions import account_subscription
+    from creditctl.billing.subscription_views import account_subscription
 
     with read(engine) as conn:
         return account_subscription(conn, row.id, plan_amount, row.period_start, row.period_end)

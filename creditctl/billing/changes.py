@@ -11,14 +11,11 @@ from sqlalchemy.engine import Connection, Engine, Row
 from creditctl.billing.customers import USER_METADATA, known_customer, user_row
 from creditctl.billing.gateway import Gateway
 from creditctl.billing.links import sold_price
+from creditctl.billing.payloads import from_stripe
 from creditctl.billing.request_keys import stripe_write
-from creditctl.billing.subscriptions import (
-    ENDED,
-    apply_stripe_subscription,
-    from_stripe,
-    local_subscriptions,
-    plan_for_price,
-)
+from creditctl.billing.subscription_status import ENDED
+from creditctl.billing.subscription_views import local_subscriptions
+from creditctl.billing.subscriptions import apply_stripe_subscription, plan_for_price
 from creditctl.clock import iso, utcnow
 from creditctl.db.engine import read
 from creditctl.db.tables import subscriptions

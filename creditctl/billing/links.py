@@ -10,10 +10,8 @@ from creditctl.accounts.plans import get_plan
 from creditctl.billing.customers import USER_METADATA, ensure_customer, user_row
 from creditctl.billing.gateway import Gateway
 from creditctl.billing.request_keys import stripe_write
-from creditctl.billing.subscriptions import (
-    ENDED,
-    local_subscriptions,
-)
+from creditctl.billing.subscription_status import ENDED
+from creditctl.billing.subscription_views import local_subscriptions
 from creditctl.db.engine import read
 from creditctl.errors import Conflict, InvalidInput
 

@@ -3,8 +3,8 @@
 Before 2025-03-31 an invoice named its subscription at `subscription`, its metadata
 snapshot at `subscription_details.metadata`, and a line's price at `line.price` or
 `line.plan`; from basil on they sit under `parent.subscription_details` and
-`line.pricing.price_details.price`. (Subscription periods are read by
-`creditctl.subscriptions.from_stripe`, which already knows both shapes.)
+`line.pricing.price_details.price`. A subscription's period moved from the subscription to
+its items (`from_stripe`).
 """
 
 from __future__ import annotations
@@ -131,3 +131,31 @@ def price_fields(price: Any) -> tuple[str | None, str | None, str | None, Any]:
         _dig(price, "metadata", "plan"),
         price.get("product"),
     )
+
+
+def from_stripe(subscription: Obj) -> dict[str, Any]:
+    """The fields creditctl keeps from a Stripe subscription, for old and current API shapes.
+
+    Before 2025-03-31 the period sat on the subscription; since then it is on its items.
+    A legacy `plan` on the item stands in for its price.
+    """
+    item = (_dig(subscription, "items", "data") or [{}])[0]
+    price_id, lookup_key, price_plan, _ = price_fields(subscription_item_price(subscription))
+    return {
+        "subscription_id": subscription["id"],
+        "customer_id": obj_id(subscription.get("customer")),
+        "status": subscription.get("status"),
+        "item_id": item.get("id"),
+        "price_id": price_id,
+        "lookup_key": lookup_key,
+        "price_plan": price_plan,
+        "period_start": when(
+            item.get("current_period_start") or subscription.get("current_period_start")
+        ),
+        "period_end": when(
+            item.get("current_period_end") or subscription.get("current_period_end")
+        ),
+        "cancel_at_period_end": bool(subscription.get("cancel_at_period_end")),
+        "created": when(subscription.get("created")),
+        "user_id_metadata": (subscription.get("metadata") or {}).get("creditctl_user_id"),
+    }

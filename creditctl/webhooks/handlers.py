@@ -7,11 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from creditctl.billing import payloads
-from creditctl.billing.subscriptions import (
-    ENDED,
-    apply_subscription_change,
-    from_stripe,
-)
+from creditctl.billing.payloads import from_stripe
+from creditctl.billing.subscription_status import ENDED
+from creditctl.billing.subscriptions import apply_subscription_change
 from creditctl.db.tables import users
 from creditctl.webhooks.context import EventContext, Result, ignored, processed
 from creditctl.webhooks.invoices import invoice_paid, invoice_payment_failed

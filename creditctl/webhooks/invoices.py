@@ -10,11 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from creditctl.billing import payloads
-from creditctl.billing.subscriptions import (
-    ENDED,
-    apply_subscription_change,
-    period_prefix,
-)
+from creditctl.billing.period_credits import period_prefix
+from creditctl.billing.subscription_status import ENDED
+from creditctl.billing.subscriptions import apply_subscription_change
 from creditctl.clock import iso
 from creditctl.db.tables import grants
 from creditctl.ledger.sweep import expire_grants

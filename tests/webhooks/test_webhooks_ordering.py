@@ -22,7 +22,7 @@ from webhook_helpers import (
 )
 from webhook_support import PRO_PRICE, gateway
 
-from creditctl.billing.subscriptions import local_subscriptions
+from creditctl.billing.subscription_views import local_subscriptions
 from creditctl.ledger.audit import verify as audit_verify
 from creditctl.ledger.balances import balance
 from creditctl.webhooks.config import WebhookConfig
