@@ -208,7 +208,9 @@ class Subscription(SQLModel, table=True):
     """A user's Stripe subscription as creditctl last applied it.
 
     `last_event_created` is Stripe's `created` time of the newest change applied, so an
-    older change that arrives late never overwrites a newer one.
+    older change that arrives late never overwrites a newer one; `last_payment_created` does
+    the same for payment news (a paid or failed invoice), which clears or starts the grace
+    period of `users.past_due_since`.
     """
 
     __tablename__ = "subscriptions"
@@ -227,6 +229,10 @@ class Subscription(SQLModel, table=True):
     current_period_end: datetime | None = None
     cancel_at_period_end: bool = False
     last_event_created: datetime | None = None
+    last_payment_created: datetime | None = Field(
+        default=None,
+        description="Stripe's created time of the newest payment news applied (paid or failed)",
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -245,14 +251,17 @@ class StripeRequest(SQLModel, table=True):
     created_at: datetime
 
 
-WEBHOOK_STATUSES = ("pending", "processed", "failed", "ignored")
+WEBHOOK_STATUSES = ("pending", "processed", "failed", "ignored", "deferred", "unmapped")
 
 
 class WebhookEvent(SQLModel, table=True):
     """A Stripe event as received (or backfilled), stored before any handler runs.
 
     The Stripe event id is the primary key, so a redelivery never makes a second row;
-    `status` moves pending -> processed|ignored|failed, and failed -> processed on a retry.
+    `status` moves pending -> processed|ignored|failed|deferred|unmapped, and back to pending
+    for a retry. `deferred` waits for the subscription named in `waiting_for` (an invoice
+    whose price only its subscription maps to a plan); `unmapped` waits for the Stripe
+    customer in `waiting_for` to be linked to a user.
     """
 
     __tablename__ = "webhook_events"
@@ -260,6 +269,7 @@ class WebhookEvent(SQLModel, table=True):
         sa.CheckConstraint(_one_of("status", WEBHOOK_STATUSES), name="status_known"),
         sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         sa.Index(None, "status", "received_at"),
+        sa.Index(None, "status", "waiting_for"),
     )
 
     id: str = Field(primary_key=True, max_length=255)
@@ -273,5 +283,6 @@ class WebhookEvent(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=1000)
     ignored_reason: str | None = Field(default=None, max_length=500)
+    waiting_for: str | None = Field(default=None, max_length=255)
     user_id: str | None = Field(default=None, max_length=128, index=True)
     processed_at: datetime | None = None

@@ -5,6 +5,8 @@ Also: the models and the migrations agree (Alembic autogenerate finds nothing to
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -149,3 +151,61 @@ def test_a_model_change_without_migration_is_noticed(engine):
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         differences = compare_metadata(context, changed)
     assert [(d[0], d[3].name) for d in differences] == [("add_column", "nickname")]
+
+
+def _migrate(engine, revision: str) -> None:
+    from alembic import command
+    from creditctl.db.engine import write
+    from creditctl.db.migrate import alembic_config
+
+    with write(engine) as connection:
+        config = alembic_config(engine)
+        config.attributes["connection"] = connection
+        if revision == "head":
+            command.upgrade(config, revision)
+        else:
+            command.downgrade(config, revision)
+
+
+def _stored_event(conn, event_id: str, reason: str, customer: object) -> None:
+    conn.execute(
+        sa.text(
+            "INSERT INTO webhook_events (id, type, stripe_created, payload, source, received_at, "
+            f"status, attempts, ignored_reason) VALUES (:id, 'invoice.paid', {NOW}, :payload, "
+            f"'webhook', {NOW}, 'ignored', 1, :reason)"
+        ),
+        {
+            "id": event_id,
+            "reason": reason,
+            "payload": json.dumps({"data": {"object": {"customer": customer}}}),
+        },
+    )
+
+
+def test_the_migration_turns_waiting_notes_into_data(engine):
+    """Events stored before revision 0005 wait as data afterwards: a status and waiting_for."""
+    _migrate(engine, "0004")
+    deferred = "price p of invoice in_1 maps to no plan until subscription sub_9 is recorded"
+    with engine.begin() as conn:
+        _stored_event(conn, "evt_deferred", "deferred: " + deferred, "cus_1")
+        _stored_event(
+            conn,
+            "evt_unmapped",
+            "invoice in_2 of subscription sub_2 maps to no user",
+            {"id": "cus_2"},
+        )
+        _stored_event(conn, "evt_other", "no handler for event type charge.refunded", "cus_3")
+    _migrate(engine, "head")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT id, status, waiting_for, ignored_reason FROM webhook_events ORDER BY id"
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("evt_deferred", "deferred", "sub_9", deferred),
+        ("evt_other", "ignored", None, "no handler for event type charge.refunded"),
+        ("evt_unmapped", "unmapped", "cus_2", "invoice in_2 of subscription sub_2 maps to no user"),
+    ]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(sa.text("UPDATE webhook_events SET status = 'lost'"))

@@ -25,6 +25,7 @@ LIST_COLUMNS = (
     "received_at",
     "attempts",
     "user_id",
+    "waiting_for",
     "note",
 )
 
@@ -44,7 +45,12 @@ def _config() -> Any:
 @app.command("list")
 def list_command(
     status: Annotated[
-        str | None, typer.Option("--status", help="pending, processed, failed or ignored.")
+        str | None,
+        typer.Option(
+            "--status",
+            help="pending, processed, failed, ignored, deferred (waits for its subscription) "
+            "or unmapped (waits for its customer to be linked to a user).",
+        ),
     ] = None,
     type_: Annotated[
         str | None, typer.Option("--type", help="Event type, e.g. invoice.paid.")
@@ -59,12 +65,11 @@ def list_command(
 
     Example: creditctl webhooks list --status failed
     """
-    from creditctl.db.models import WEBHOOK_STATUSES
     from creditctl.errors import InvalidInput
-    from creditctl.webhooks.events import list_events
+    from creditctl.webhooks.events import STATUSES, list_events
 
-    if status is not None and status not in WEBHOOK_STATUSES:
-        raise InvalidInput(f"--status must be one of {', '.join(WEBHOOK_STATUSES)}")
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"--status must be one of {', '.join(STATUSES)}")
     rows = list_events(
         current().engine, status=status, type_=type_, since=_since(since), limit=limit
     )
@@ -114,7 +119,14 @@ def replay_command(
         str | None,
         typer.Argument(help="Stripe event id; or use --failed / --since.", show_default=False),
     ] = None,
-    failed: Annotated[bool, typer.Option("--failed", help="Every failed event.")] = False,
+    failed: Annotated[
+        bool,
+        typer.Option(
+            "--failed",
+            help="Every failed event, every pending one left by a dead process, and every "
+            "deferred or unmapped one whose subscription or customer link is now recorded.",
+        ),
+    ] = False,
     since: Since = None,
     force: Annotated[
         bool,

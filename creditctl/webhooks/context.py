@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from creditctl.billing import payloads
+from creditctl.webhooks.waiting import DEFERRED, UNMAPPED
 
 
 @dataclass
@@ -40,18 +41,32 @@ class EventContext:
 
 @dataclass(frozen=True)
 class Result:
-    status: str  # processed | ignored
+    status: str  # processed | ignored | deferred | unmapped
     detail: str | None = None
     user_id: str | None = None
+    waiting_for: str | None = None  # deferred: a subscription id; unmapped: a customer id
 
 
 def processed(detail: str, user_id: str | None = None) -> Result:
     return Result("processed", detail, user_id)
 
 
-DEFERRED = "deferred: "
-PROVISIONAL = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def ignored(reason: str, user_id: str | None = None) -> Result:
     return Result("ignored", reason, user_id)
+
+
+def deferred(reason: str, user_id: str, subscription_id: str) -> Result:
+    """Wait until the subscription is recorded (its event names the plan), then re-run."""
+    return Result(DEFERRED, reason, user_id, subscription_id)
+
+
+def unmapped(reason: str, customer_id: str | None) -> Result:
+    """Wait until the customer is linked to a user (a checkout, a link), then re-run."""
+    if not customer_id:
+        return ignored(reason)  # nothing could map it later
+    return Result(UNMAPPED, reason, None, customer_id)
+
+
+# An invoice recorded before its subscription: as old as can be, so any real
+# subscription event, however late, replaces what the invoice recorded.
+PROVISIONAL = datetime(1970, 1, 1, tzinfo=UTC)

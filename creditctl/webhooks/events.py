@@ -12,8 +12,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from creditctl.clock import iso
 from creditctl.db.engine import read
+from creditctl.db.models import WEBHOOK_STATUSES
 from creditctl.db.tables import webhook_events
 from creditctl.errors import UnknownEvent
+
+# pending, processed, failed, ignored, and the waiting ones: deferred, unmapped (webhooks.waiting)
+STATUSES: tuple[str, ...] = WEBHOOK_STATUSES
 
 # --- operator commands -------------------------------------------------------------------------
 
@@ -32,6 +36,7 @@ def event_dict(row: Any) -> dict[str, Any]:
         "user_id": row.user_id,
         "last_error": row.last_error,
         "ignored_reason": row.ignored_reason,
+        "waiting_for": row.waiting_for,
     }
 
 

@@ -11,7 +11,7 @@ from creditctl.billing.payloads import from_stripe
 from creditctl.billing.subscription_status import ENDED
 from creditctl.billing.subscriptions import apply_subscription_change
 from creditctl.db.tables import users
-from creditctl.webhooks.context import EventContext, Result, ignored, processed
+from creditctl.webhooks.context import EventContext, Result, ignored, processed, unmapped
 from creditctl.webhooks.invoices import invoice_paid, invoice_payment_failed
 from creditctl.webhooks.mapping import fresh, link_customer, linked_user, map_plan, map_user
 
@@ -40,9 +40,10 @@ def checkout_completed(ctx: EventContext) -> Result:
     customer_id = payloads.obj_id(session.get("customer"))
     user_id = user_id or linked_user(ctx.conn, None, customer_id)
     if user_id is None:
-        return ignored(
+        return unmapped(
             f"checkout session {session.get('id')} names no known user "
-            "(client_reference_id, metadata.creditctl_user_id or customer link)"
+            "(client_reference_id, metadata.creditctl_user_id or customer link)",
+            customer_id,
         )
     clash = link_customer(ctx.conn, user_id, customer_id, replace=True)
     if clash:
@@ -68,9 +69,10 @@ def subscription_changed(ctx: EventContext) -> Result:
         metadata=[subscription.get("metadata")],
     )
     if user_id is None:
-        return ignored(
+        return unmapped(
             f"subscription {sid} maps to no user: no stored link and no "
-            "metadata.creditctl_user_id on it or its customer"
+            "metadata.creditctl_user_id on it or its customer",
+            payloads.obj_id(subscription.get("customer")),
         )
     return _apply_subscription(ctx, subscription, created, user_id)
 

@@ -15,18 +15,21 @@ from creditctl.billing.subscription_status import ENDED
 from creditctl.billing.subscriptions import apply_subscription_change
 from creditctl.clock import iso
 from creditctl.db.tables import grants
+from creditctl.ledger.statements import LOCK_USER
 from creditctl.ledger.sweep import expire_grants
 from creditctl.webhooks.context import (
-    DEFERRED,
     PROVISIONAL,
     EventContext,
     Result,
+    deferred,
     ignored,
     processed,
+    unmapped,
 )
 from creditctl.webhooks.mapping import (
     fresh,
     link_customer,
+    local_plan,
     map_plan,
     map_user,
     recorded_subscription,
@@ -78,22 +81,29 @@ def invoice_paid(ctx: EventContext) -> Result:
         ctx, subscription_id=paid.subscription_id, customer=paid.customer, metadata=[paid.metadata]
     )
     if user_id is None:
-        return ignored(f"invoice {iid} of subscription {paid.subscription_id} maps to no user")
+        return unmapped(
+            f"invoice {iid} of subscription {paid.subscription_id} maps to no user",
+            payloads.obj_id(paid.customer),
+        )
+    # What the database knows (the price's plan, or the recorded subscription's) before
+    # asking Stripe, which may be unreachable; and Stripe's answer before taking the lock.
+    plan = (
+        local_plan(ctx.conn, paid.price)
+        or _recorded_plan(recorded_subscription(ctx.conn, paid.subscription_id), paid)
+        or map_plan(ctx, paid.price)
+    )
+    # Waiting is decided under the user's lock, which the subscription's transaction holds
+    # when it releases waiting invoices: either this sees the subscription, or it sees this.
+    lock_user(ctx.conn, user_id)
     recorded = recorded_subscription(ctx.conn, paid.subscription_id)
-    plan = map_plan(ctx, paid.price)
-    if (
-        plan is None
-        and recorded is not None
-        and recorded.stripe_price_id == payloads.obj_id(paid.price)
-    ):
-        plan = recorded.plan
+    plan = plan or _recorded_plan(recorded, paid)
     if plan is None and recorded is None:
-        # A dashboard price known only by id: the subscription's own event names its plan,
-        # and recording it re-runs this invoice (webhooks.revisit_deferred).
-        return ignored(
-            f"{DEFERRED}price {payloads.obj_id(paid.price)} of invoice {iid} maps "
+        # A dashboard price known only by id: the subscription's own event names its plan.
+        return deferred(
+            f"price {payloads.obj_id(paid.price)} of invoice {iid} maps "
             f"to no plan until subscription {paid.subscription_id} is recorded",
             user_id,
+            paid.subscription_id,
         )
     if plan is None:
         return ignored(
@@ -102,6 +112,18 @@ def invoice_paid(ctx: EventContext) -> Result:
             user_id,
         )
     return _grant_period(ctx, paid, user_id, plan, recorded)
+
+
+def lock_user(conn: Connection, user_id: str) -> None:
+    """Take the user's row lock (creditctl.ledger.statements) for the rest of the transaction."""
+    conn.execute(LOCK_USER, {"uid": user_id})
+
+
+def _recorded_plan(recorded: Row | None, paid: PaidInvoice) -> str | None:
+    """The recorded subscription's plan, when it was recorded with the invoice's price."""
+    if recorded is None or recorded.stripe_price_id != payloads.obj_id(paid.price):
+        return None
+    return recorded.plan
 
 
 def _grant_period(
@@ -223,9 +245,11 @@ def invoice_payment_failed(ctx: EventContext) -> Result:
         ctx, subscription_id=paid.subscription_id, customer=paid.customer, metadata=[paid.metadata]
     )
     if user_id is None:
-        return ignored(
-            f"invoice {invoice['id']} of subscription {paid.subscription_id} maps to no user"
+        return unmapped(
+            f"invoice {invoice['id']} of subscription {paid.subscription_id} maps to no user",
+            payloads.obj_id(paid.customer),
         )
+    lock_user(ctx.conn, user_id)
     recorded = recorded_subscription(ctx.conn, paid.subscription_id)
     if recorded is not None and recorded.status in ENDED:
         return processed(f"subscription {paid.subscription_id} already ended", user_id)

@@ -83,19 +83,28 @@ def map_user(
     return _existing_user(ctx.conn, _customer_metadata_user(ctx, customer))
 
 
+def local_plan(conn: Connection, price: Any) -> str | None:
+    """The plan a price maps to by what the payload and the database say, without Stripe."""
+    price_id, lookup_key, price_plan, product = payloads.price_fields(price)
+    found = plan_for_price(conn, price_id, lookup_key, price_plan)
+    if found or not isinstance(product, dict):
+        return found
+    return plan_for_price(conn, None, None, (product.get("metadata") or {}).get("plan"))
+
+
 def map_plan(ctx: EventContext, price: Any) -> str | None:
     """The local plan of a price or legacy plan, by the mapping rules above."""
-    price_id, lookup_key, price_plan, product = payloads.price_fields(price)
-    if price_id and not isinstance(price, dict) and ctx.stripe is not None:
-        found = plan_for_price(ctx.conn, price_id)
-        if found:
-            return found
+    found = local_plan(ctx.conn, price)
+    if found or ctx.stripe is None:
+        return found
+    price_id, _, _, product = payloads.price_fields(price)
+    if price_id and not isinstance(price, dict):
         fetched = ctx.stripe.retrieve(lambda v1: v1.prices.retrieve(price_id))
         if fetched:
             _, lookup_key, price_plan, product = payloads.price_fields(fetched)
-    found = plan_for_price(ctx.conn, price_id, lookup_key, price_plan)
-    if found:
-        return found
+            found = plan_for_price(ctx.conn, None, lookup_key, price_plan)
+            if found:
+                return found
     return plan_for_price(ctx.conn, None, None, _product_plan(ctx, product))
 
 

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -25,11 +25,17 @@ from creditctl.db.tables import webhook_events
 from creditctl.errors import CreditctlError, UnknownEvent
 from creditctl.webhooks.config import WebhookConfig
 from creditctl.webhooks.store import store
+from creditctl.webhooks.waiting import WAITING, ready, release
+
+if TYPE_CHECKING:
+    from creditctl.webhooks.context import Result
 
 RETRYABLE = ("pending", "failed")
-SUBSCRIPTION_EVENTS = ("customer.subscription.created", "customer.subscription.updated")
+# A delivery (or replay) of an event runs it unless it is done: a waiting one is run again.
+CLAIMABLE = (*RETRYABLE, *WAITING)
 STUCK_AFTER = timedelta(minutes=1)  # a pending event this old lost its process: retry it
 MAX_ERROR_CHARS = 1000
+MAX_REASON_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,11 @@ class Outcome:
 
     event_id: str
     type: str
-    status: str  # pending | processed | failed | ignored
+    status: str  # pending | processed | failed | ignored | deferred | unmapped
     ran: bool  # False: already processed/ignored (or claimed elsewhere), nothing run
     detail: str | None = None
     user_id: str | None = None
+    released: tuple[str, ...] = ()  # waiting events this one released, to run next
 
     @property
     def failed(self) -> bool:
@@ -69,43 +76,20 @@ def process(
     force: bool = False,
     now: datetime | None = None,
 ) -> Outcome:
-    """Run a stored event's handler once; `force` re-runs a processed or ignored one too."""
-    claimable = ("pending", "failed", "processed", "ignored") if force else RETRYABLE
+    """Run a stored event's handler once; `force` re-runs a processed or ignored one too.
+
+    Events the run released (they waited for what it recorded) are run right after; if
+    this process dies first, they are pending and every retry path finds them.
+    """
+    claimable = (*CLAIMABLE, "processed", "ignored") if force else CLAIMABLE
     try:
         with write(engine) as conn:
             outcome = _claim_and_handle(conn, event_id, claimable, config, now or utcnow())
     except Exception as exc:  # noqa: BLE001 - every handler failure is recorded and retried
         return _record_failure(engine, event_id, _error_text(exc), now or utcnow())
-    if outcome.ran and outcome.status == "processed" and outcome.type in SUBSCRIPTION_EVENTS:
-        revisit_deferred(engine, event_id, config, now=now)
+    for released in outcome.released:
+        process(engine, released, config, now=now)
     return outcome
-
-
-def revisit_deferred(
-    engine: Engine, event_id: str, config: WebhookConfig, *, now: datetime | None = None
-) -> list[Outcome]:
-    """Re-run invoices that waited for this event's subscription to name their plan."""
-    from creditctl.webhooks.context import DEFERRED
-
-    with read(engine) as conn:
-        payload = conn.execute(
-            sa.select(webhook_events.c.payload).where(webhook_events.c.id == event_id)
-        ).scalar_one()
-        subscription_id = json.loads(payload)["data"]["object"]["id"]
-        waiting = (
-            conn.execute(
-                sa.select(webhook_events.c.id)
-                .where(
-                    webhook_events.c.status == "ignored",
-                    webhook_events.c.ignored_reason.startswith(DEFERRED, autoescape=True),
-                    webhook_events.c.payload.contains(f'"{subscription_id}"', autoescape=True),
-                )
-                .order_by(webhook_events.c.stripe_created, webhook_events.c.id)
-            )
-            .scalars()
-            .all()
-        )
-    return [process(engine, one, config, force=True, now=now) for one in waiting]
 
 
 def _claim_and_handle(
@@ -137,10 +121,25 @@ def _claim_and_handle(
             processed_at=now,
             last_error=None,
             user_id=result.user_id,
-            ignored_reason=result.detail if result.status == "ignored" else None,
+            ignored_reason=_reason(result),
+            waiting_for=result.waiting_for,
         )
     )
-    return Outcome(event_id, claimed.type, result.status, True, result.detail, result.user_id)
+    released = ()
+    if result.status == "processed" and result.user_id:
+        # In this transaction, under the user's lock the handler took: nothing waiting
+        # for what it recorded can slip past (see webhooks.waiting).
+        released = tuple(release(conn, result.user_id))
+    return Outcome(
+        event_id, claimed.type, result.status, True, result.detail, result.user_id, released
+    )
+
+
+def _reason(result: Result) -> str | None:
+    """Why an event was not processed (ignored, or what it waits for), as the column holds it."""
+    if result.status == "processed" or not result.detail:
+        return None
+    return result.detail[:MAX_REASON_CHARS]
 
 
 def _unclaimed(conn: Connection, event_id: str) -> Outcome:
@@ -164,7 +163,7 @@ def _record_failure(engine: Engine, event_id: str, error: str, now: datetime) ->
                 attempts=webhook_events.c.attempts + 1,
                 last_error=error,
                 status=sa.case(
-                    (webhook_events.c.status.in_(RETRYABLE), "failed"),
+                    (webhook_events.c.status.in_(CLAIMABLE), "failed"),
                     else_=webhook_events.c.status,
                 ),
             )
@@ -197,12 +196,14 @@ def replay(
         webhook_events.c.stripe_created, webhook_events.c.received_at
     )
     if failed:
-        # Failed ones, and pending ones whose process died between storing and handling.
+        # Failed ones, pending ones whose process died between storing and handling, and
+        # waiting ones whose wait is over however it ended.
         stuck = (now or utcnow()) - STUCK_AFTER
         query = query.where(
             sa.or_(
                 webhook_events.c.status == "failed",
                 sa.and_(webhook_events.c.status == "pending", webhook_events.c.received_at < stuck),
+                ready(),
             )
         )
     if since is not None:

@@ -98,7 +98,7 @@ def test_refusals_name_the_rule(cli):
     bad_status = cli("webhooks", "list", "--status", "done")
     assert (bad_status.exit_code, bad_status.stderr) == (
         2,
-        "error: --status must be one of pending, processed, failed, ignored\n",
+        "error: --status must be one of pending, processed, failed, ignored, deferred, unmapped\n",
     )
     nothing = cli("webhooks", "replay")
     assert (nothing.exit_code, nothing.stderr) == (

@@ -175,18 +175,20 @@ def test_unknown_event_types_are_stored_as_ignored(engine, config):
     assert row["ignored_reason"] == "no handler for event type charge.refunded"
 
 
-def test_unmappable_events_are_ignored_with_the_reason_not_guessed(engine, alice, synced, config):
+def test_unmappable_events_wait_with_the_reason_not_guessed(engine, alice, synced, config):
     nobody = paid_invoice_event(user_id=None)
     nobody["data"]["object"]["customer_email"] = "alice@example.com"
     receipt = receive(engine, *signed(nobody), config)
-    assert receipt.outcome.status == "ignored"
+    assert receipt.outcome.status == "unmapped"
     assert "maps to no user" in receipt.outcome.detail
+    [row] = list_events(engine, status="unmapped")
+    assert row["waiting_for"] == nobody["data"]["object"]["customer"]
     unknown_price = paid_invoice_event()
     unknown_price["data"]["object"]["lines"]["data"][0]["pricing"]["price_details"]["price"] = (
         "price_made_elsewhere"
     )
     receipt = receive(engine, *signed(unknown_price), config)
-    assert receipt.outcome.status == "ignored"
+    assert receipt.outcome.status == "deferred"
     assert "price_made_elsewhere" in receipt.outcome.detail and "no plan" in receipt.outcome.detail
     assert plan_grants(engine) == []
 
