@@ -4,7 +4,8 @@
 subscription's state: the CLI after `subscriptions change|cancel|resume`, and the webhook
 handlers for `customer.subscription.*` and `invoice.*`. It records the state (newest event
 wins), applies the period's credit effect once (billing.period_credits), moves the user's
-plan (billing.plan_moves) and keeps the payment state (`users.past_due_since`).
+plan (billing.plan_moves) and keeps the payment state (`users.past_due_since`) in the order
+of Stripe's payment news.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Applied:
     state_recorded: bool  # False: an older change than the one already recorded
     granted: int  # plan credits granted now
     user_plan: str  # the plan the user is on afterwards
+    payment_recorded: bool = True  # False: older payment news than the one already applied
 
 
 def apply_subscription_change(
@@ -52,13 +54,16 @@ def apply_subscription_change(
     cancel_at_period_end: bool = False,
     paid: bool = False,
     ended_plan: str | None = None,
+    payment_created: datetime | None = None,
 ) -> Applied:
     """Record a subscription's state and apply its credit effect, once, in the caller's transaction.
 
     `stripe_created` is Stripe's `created` of the change (an event's, or the time a fresh
     API answer was read); older changes than the recorded one leave the state alone.
-    `paid=True` says the period's invoice is paid (invoice.paid). When the subscription has
-    ended, the user moves to `ended_plan` if given.
+    `paid=True` says the period's invoice is paid (invoice.paid); `payment_created` is when
+    Stripe reported that payment (default `stripe_created`), so older payment news never
+    clears or starts the grace period over newer. When the subscription has ended, the
+    user moves to `ended_plan` if given.
     """
     if status not in STATUSES:
         raise InvalidInput(f"subscription status {status!r} is not one of {', '.join(STATUSES)}")
@@ -68,6 +73,11 @@ def apply_subscription_change(
         sa.select(subscriptions).where(subscriptions.c.stripe_subscription_id == subscription_id)
     ).first()
     fresh = previous is None or _newer(stripe_created, previous.last_event_created)
+    payment_at = payment_created or stripe_created
+    payment_fresh = (fresh or paid) and (
+        previous is None
+        or _newer(payment_at, previous.last_payment_created or previous.last_event_created)
+    )
     granted = 0
     if status in CREDITED and plan is not None and period_start is not None:
         granted = top_up(
@@ -109,10 +119,15 @@ def apply_subscription_change(
             actor=actor,
             now=now,
         )
-    if fresh or paid:
-        _note_payment(conn, user_id, overdue=status in OVERDUE and not paid, since=stripe_created)
+    if payment_fresh:
+        _note_payment(conn, user_id, overdue=status in OVERDUE and not paid, since=payment_at)
+        conn.execute(
+            subscriptions.update()
+            .where(subscriptions.c.stripe_subscription_id == subscription_id)
+            .values(last_payment_created=payment_at)
+        )
     user_plan = conn.execute(sa.select(users.c.plan).where(users.c.id == user_id)).scalar_one()
-    return Applied(subscription_id, fresh, granted, user_plan)
+    return Applied(subscription_id, fresh, granted, user_plan, payment_fresh)
 
 
 def _newer(moment: datetime, than: datetime | None) -> bool:

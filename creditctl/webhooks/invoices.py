@@ -167,6 +167,7 @@ def _grant_period(
         cancel_at_period_end=bool(recorded.cancel_at_period_end) if recorded else False,
         paid=True,
         ended_plan=ctx.config.default_plan,
+        payment_created=ctx.created,
     )
     expired = _expire_previous_plan_credits(
         ctx.conn, user_id, paid.subscription_id, start, actor=ctx.event_id, now=ctx.now
@@ -236,7 +237,7 @@ def _expire_previous_plan_credits(
 
 
 def invoice_payment_failed(ctx: EventContext) -> Result:
-    """Mark the subscription past_due (shown by `creditctl account`)."""
+    """Mark the subscription past_due (shown by `creditctl account`); usage grace starts."""
     invoice = ctx.obj
     paid = PaidInvoice.read(invoice)
     if paid is None:
@@ -253,6 +254,17 @@ def invoice_payment_failed(ctx: EventContext) -> Result:
     recorded = recorded_subscription(ctx.conn, paid.subscription_id)
     if recorded is not None and recorded.status in ENDED:
         return processed(f"subscription {paid.subscription_id} already ended", user_id)
+    if (
+        recorded is not None
+        and recorded.last_payment_created is not None
+        and ctx.created < recorded.last_payment_created
+    ):
+        # A newer payment (or failure) is already applied: this failure is old news.
+        return processed(
+            f"payment of invoice {invoice['id']} failed before the newest payment news "
+            f"of subscription {paid.subscription_id}; kept",
+            user_id,
+        )
     state = _failed_state(ctx, paid, recorded)
     applied = apply_subscription_change(
         ctx.conn,
