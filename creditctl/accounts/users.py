@@ -101,24 +101,12 @@ def start_local_period(
     """
     if plan_row.amount != 0 or plan_row.credits is None:
         return
-    running = conn.execute(
-        sa.select(grants.c.period_key, grants.c.expires_at)
-        .where(
-            grants.c.user_id == user_id,
-            grants.c.source == "plan",
-            grants.c.expires_at > start,
-            grants.c.period_key.startswith(f"{plan_row.name}:", autoescape=True),
-        )
-        .order_by(grants.c.expires_at.desc())
-    ).first()
+    running = _running_local_period(conn, user_id, plan_row, start)
     if running is not None:
         conn.execute(
             users.update()
             .where(users.c.id == user_id)
-            .values(
-                period_start=datetime.fromisoformat(running.period_key.split(":", 1)[1]),
-                period_end=running.expires_at,
-            )
+            .values(period_start=running[0], period_end=running[1])
         )
         return
     end = period_end(start, plan_row.interval)
@@ -137,6 +125,31 @@ def start_local_period(
             period_key=local_period_key(plan_row.name, start),
             description=f"{plan_row.name} plan credits until {iso(end)}",
         )
+
+
+def _running_local_period(
+    conn: Connection, user_id: str, plan_row: Row, start: datetime
+) -> tuple[datetime, datetime] | None:
+    """(start, end) of the plan's latest local period if it still runs at `start`.
+
+    A rollover plan's credits never expire, so the period's end is not on its grant: it is
+    one interval after the start its period key names.
+    """
+    latest = conn.execute(
+        sa.select(grants.c.period_key, grants.c.expires_at)
+        .where(
+            grants.c.user_id == user_id,
+            grants.c.source == "plan",
+            grants.c.period_key.startswith(f"{plan_row.name}:", autoescape=True),
+        )
+        .order_by(grants.c.id.desc())
+        .limit(1)
+    ).first()
+    if latest is None:
+        return None
+    began = datetime.fromisoformat(latest.period_key.split(":", 1)[1])
+    ends = latest.expires_at or period_end(began, plan_row.interval)
+    return (began, ends) if ends > start else None
 
 
 def local_period_key(plan: str, start: datetime) -> str:
