@@ -8,12 +8,19 @@ also be replayed). Handlers are a few statements, so the stored-event answer sta
 inside Stripe's timeout (see bench/webhooks.py). The database work runs in the worker
 thread pool so the event loop keeps accepting requests.
 
+A body must arrive within `webhooks.body_timeout_seconds` (408 otherwise) and within
+`webhooks.max_body_bytes` (413); a client that goes away mid-body is one log line. Anything
+wrong with a delivery itself is a 400 (Stripe stops retrying it); only a database that cannot
+store it now is a 503. `/healthz` says whether the database answers, never why not: the
+reason goes to the log.
+
 SIGTERM and SIGINT stop accepting connections and let in-flight requests finish
 (uvicorn's graceful shutdown), then the scheduler stops and the process exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
@@ -43,31 +50,49 @@ def _json(body: dict[str, Any], status: int = 200) -> Any:
     return JSONResponse(body, status_code=status)
 
 
-async def _read_body(request: Any, limit: int) -> bytes | None:
-    """The raw body, or None once it is over `limit` bytes (declared or streamed)."""
+class _BodyRefused(Exception):
+    """The body was not taken: too big (413) or too slow (408)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+async def _read_body(request: Any, limit: int, seconds: int) -> bytes:
+    """The raw body, read within `seconds` and at most `limit` bytes (declared or streamed)."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        return None
+        raise _BodyRefused(413, f"body over {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise _BodyRefused(413, f"body over {limit} bytes")
+    except TimeoutError:
+        # A slow sender holds a connection and a worker: Stripe sends its body at once.
+        raise _BodyRefused(408, f"body not received within {seconds} s") from None
     return bytes(body)
 
 
 def _webhook_endpoint(engine: Engine, config: WebhookConfig) -> Any:
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
 
     async def stripe_webhook(request: Any) -> Any:
-        body = await _read_body(request, config.max_body_bytes)
-        if body is None:
-            log.warning("webhook refused: body over %d bytes", config.max_body_bytes)
-            return _json({"error": f"body over {config.max_body_bytes} bytes"}, 413)
+        try:
+            body = await _read_body(request, config.max_body_bytes, config.body_timeout_seconds)
+        except _BodyRefused as refused:
+            log.warning("webhook refused: %s", refused.reason)
+            return _json({"error": refused.reason}, refused.status)
+        except ClientDisconnect:
+            log.info("webhook delivery dropped: the client disconnected before the body ended")
+            return _json({"error": "client disconnected"}, 400)  # nobody is left to read it
         header = request.headers.get("stripe-signature")
         try:
             receipt = await run_in_threadpool(receive, engine, body, header, config)
-        except InvalidInput as exc:  # bad signature or not an event: nothing stored
+        except InvalidInput as exc:  # bad signature, or not an event the store can hold
             log.warning("webhook refused: %s", exc.message)
             return _json({"error": exc.message}, 400)
         except CreditctlError as exc:
@@ -107,12 +132,14 @@ def _health_endpoint(engine: Engine) -> Any:
             }
 
     async def healthz(_request: Any) -> Any:
+        # The answer is public: why the database is unavailable goes to the log only.
         try:
             return _json(await run_in_threadpool(check))
         except CreditctlError as exc:
-            return _json({"status": "unavailable", "database": exc.message}, 503)
+            log.warning("health check: %s", exc.message)
         except Exception as exc:  # noqa: BLE001 - a health check answers, it does not crash
-            return _json({"status": "unavailable", "database": type(exc).__name__}, 503)
+            log.warning("health check: unexpected %s", type(exc).__name__)
+        return _json({"status": "unavailable", "database": "unavailable"}, 503)
 
     return healthz
 

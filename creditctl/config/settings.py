@@ -97,6 +97,12 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("webhooks.fetch_latest", "CREDITCTL_WEBHOOK_FETCH_LATEST", False, check.boolean),
     Key(
+        "webhooks.body_timeout_seconds",
+        "CREDITCTL_WEBHOOK_BODY_TIMEOUT",
+        10,
+        check.whole_number(1, 300),
+    ),
+    Key(
         "billing.past_due_grace_days",
         "CREDITCTL_PAST_DUE_GRACE_DAYS",
         7,

@@ -13,6 +13,7 @@ class WebhookConfig:
     secrets: tuple[str, ...] = field(repr=False)
     tolerance: int = 300
     max_body_bytes: int = 262144
+    body_timeout_seconds: int = 10
     fetch_latest: bool = False
     default_plan: str = "free"
     gateway: Any = field(default=None, repr=False)  # a stripe_gateway.Gateway, or None
@@ -30,6 +31,7 @@ class WebhookConfig:
             secrets=tuple(settings["stripe.webhook_secret"]),
             tolerance=settings["webhooks.tolerance_seconds"],
             max_body_bytes=settings["webhooks.max_body_bytes"],
+            body_timeout_seconds=settings["webhooks.body_timeout_seconds"],
             fetch_latest=settings["webhooks.fetch_latest"],
             default_plan=settings["credits.default_plan"],
             gateway=gateway,
