@@ -141,8 +141,13 @@ def test_scheduler_only_mode_stops_on_a_signal(database_url, tmp_path, signum):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(2)
+    # Signal once it says it runs (its handlers are in), not after a guessed delay.
+    started = []
+    for line in process.stdout:
+        started.append(line)
+        if "scheduler running without HTTP" in line:
+            break
     process.send_signal(getattr(signal, signum))
     output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
+    assert process.returncode == 0, "".join(started) + output
     assert "daemon stopped" in output
