@@ -8,6 +8,7 @@ ends the replicas' server connections (application_name 'creditctl') of this dat
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import threading
@@ -15,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from helpers import cli_env, creditctl_executable
 from servers import free_port, wait_for
@@ -56,10 +58,9 @@ class Replica:
             with urllib.request.urlopen(request, timeout=POST_TIMEOUT) as response:
                 response.read()
                 return response.status
-        except urllib.error.HTTPError as error:
-            error.read()
+        except urllib.error.HTTPError as error:  # a non-2xx answer: its body does not matter
             return error.code
-        except (OSError, urllib.error.URLError):  # refused, reset, timed out: no answer
+        except (OSError, http.client.HTTPException):  # refused, reset, cut short: no answer
             return None
 
     def kill(self) -> None:
@@ -155,6 +156,35 @@ def terminate_backends(admin_url: str, database: str, only_one: bool) -> int:
             for pid in pids
             if conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
         )
+
+
+def wait_processed(database_url: str, event_id: str, timeout: float = 10) -> bool:
+    """Poll until the stored event is processed (its transaction committed); False on timeout.
+
+    A raw driver connection of its own, not named 'creditctl', so terminations spare it.
+    """
+    query = "SELECT status FROM webhook_events WHERE id = "
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        conn: Any = sqlite3.connect(database_url.split("///", 1)[1], timeout=30)
+        query += "?"
+    else:
+        import psycopg
+
+        url = database_url.replace("postgresql+psycopg", "postgresql")
+        conn = psycopg.connect(url, autocommit=True, application_name="creditctl_fault")
+        query += "%s"
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            row = conn.execute(query, (event_id,)).fetchone()
+            if row is not None and row[0] in ("processed", "ignored"):
+                return True
+            time.sleep(0.002)
+        return False
+    finally:
+        conn.close()
 
 
 def retry_job(database_url: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen:

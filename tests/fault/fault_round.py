@@ -23,8 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from fault_cluster import Cluster, audit_verify, retry_job, terminate_backends
+from fault_cluster import (
+    Cluster,
+    Replica,
+    audit_verify,
+    retry_job,
+    terminate_backends,
+    wait_processed,
+)
 from fault_invariants import violations
+from fault_plan import Fault, FaultPlan
 from fault_stories import Story, round_stories
 from helpers import new_user
 from servers import free_port
@@ -32,63 +40,6 @@ from webhook_support import PRO_PRICE
 
 REDELIVERY_PASSES = 5  # Stripe retries for days; a correct daemon needs one or two passes
 STORIES = int(os.environ.get("CREDITCTL_FAULT_STORIES", 8))  # subscriptions per round
-
-
-@dataclass
-class FaultPlan:
-    """Every random choice of a round, drawn from its seed before anything runs."""
-
-    replicas: int
-    senders: int
-    order: str
-    deliveries: list[tuple[dict[str, Any], int]]  # (event, replica slot)
-    kills: dict[int, float]  # delivery index -> seconds after it is sent
-    terminations: dict[int, tuple[float, bool]]  # delivery index -> (delay, only one)
-    retry_jobs: set[int]
-    stripe_unreachable: bool
-
-    @classmethod
-    def draw(cls, rng: random.Random, stories: list[Story], backend: str) -> FaultPlan:
-        replicas = rng.choice((2, 2, 3))
-        events = [evt for story in stories for evt in story.events]
-        copies = [evt for evt in events for _ in range(rng.choices((1, 2, 3), (6, 3, 1))[0])]
-        order = rng.choice(("shuffled", "jittered"))
-        if order == "shuffled":
-            rng.shuffle(copies)
-        else:  # roughly in `created` order, neighbours swapped: Stripe's usual disorder
-            noisy = [(c["created"] + rng.gauss(0, 12), i) for i, c in enumerate(copies)]
-            copies = [copies[i] for _, i in sorted(noisy)]
-        n = len(copies)
-        changes = [i for i, c in enumerate(copies) if c["type"].startswith("customer.sub")]
-
-        def point() -> int:
-            # Half the faults follow a subscription event: what it releases runs after it.
-            return rng.choice(changes) if changes and rng.random() < 0.5 else rng.randrange(n)
-
-        kills = {point(): rng.uniform(0, 0.15) for _ in range(rng.choice((0, 1, 2, 3)))}
-        terminations = {}
-        if backend == "postgresql":
-            for _ in range(rng.choice((0, 1, 2, 3))):
-                terminations[point()] = (rng.uniform(0, 0.15), rng.random() < 0.5)
-        return cls(
-            replicas=replicas,
-            senders=rng.randint(2, 4),
-            order=order,
-            deliveries=[(c, rng.randrange(replicas)) for c in copies],
-            kills=kills,
-            terminations=terminations,
-            retry_jobs={rng.randrange(n) for _ in range(rng.randint(0, 2))},
-            stripe_unreachable=rng.random() < 0.25,
-        )
-
-    def describe(self) -> str:
-        return (
-            f"{len(self.deliveries)} deliveries ({self.order}) to {self.replicas} replicas by "
-            f"{self.senders} senders; {len(self.kills)} SIGKILL(s), "
-            f"{len(self.terminations)} backend termination(s), {len(self.retry_jobs)} "
-            f"concurrent retry job(s), Stripe "
-            + ("unreachable" if self.stripe_unreachable else "not configured")
-        )
 
 
 @dataclass
@@ -155,7 +106,7 @@ class Round:
                 "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}",
             }
         self._prepare(policy)
-        self.timers: list[threading.Timer] = []
+        self.timers: list[threading.Thread] = []
         self.jobs: list[Any] = []
         self.harness_errors: list[str] = []
         self.lapped = time.monotonic()
@@ -211,11 +162,8 @@ class Round:
             if replica is None:
                 self.book.record(evt, None)
                 return
-            if index in self.plan.kills:
-                self._later(self.plan.kills[index], cluster.kill, replica)
-            if index in self.plan.terminations:
-                delay, only_one = self.plan.terminations[index]
-                self._later(delay, self._terminate, only_one)
+            for fault in self.plan.faults.get(index, ()):
+                self._strike(fault, cluster, replica, evt["id"])
             if index in self.plan.retry_jobs:
                 self.jobs.append(retry_job(self.database_url, self.cwd, self.env))
             self.book.record(evt, replica.post(evt))
@@ -229,16 +177,24 @@ class Round:
         self._finish_jobs()
         assert not self.harness_errors, self.harness_errors
 
-    def _later(self, delay: float, action: Any, *args: Any) -> None:
+    def _strike(self, fault: Fault, cluster: Cluster, replica: Replica, event_id: str) -> None:
+        """Run `fault` in a thread of its own, timed from the send or from the commit."""
+
         def act() -> None:
             try:
-                action(*args)
+                if fault.after == "committed":
+                    wait_processed(self.database_url, event_id)
+                time.sleep(fault.delay)
+                if fault.action == "kill":
+                    cluster.kill(replica)
+                else:
+                    self._terminate(fault.only_one)
             except Exception as exc:  # noqa: BLE001 - reported after the phase
-                self.harness_errors.append(f"{action.__name__}: {exc!r}")
+                self.harness_errors.append(f"{fault.describe()}: {exc!r}")
 
-        timer = threading.Timer(delay, act)
-        self.timers.append(timer)
-        timer.start()
+        thread = threading.Thread(target=act, daemon=True)
+        self.timers.append(thread)
+        thread.start()
 
     def _terminate(self, only_one: bool) -> None:
         from fault_databases import pg_admin_url

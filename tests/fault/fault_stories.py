@@ -195,10 +195,11 @@ def tell(
 def round_stories(rng: random.Random, round_key: str, count: int, now: datetime) -> list[Story]:
     """`count` stories: every kind before any repeats, both generations and price modes.
 
-    The first is a paid one in the current generation for a dashboard price: its invoice
-    names the price by id only, so it must wait for the subscription when it comes first.
+    The first and third (paid, recovered) are in the current generation for a dashboard
+    price: their invoices name the price by id only, so they must wait for the subscription
+    when they come first. The second and fourth are in the old generation.
     """
     kinds = list(KINDS) + [rng.choice(KINDS) for _ in range(max(0, count - len(KINDS)))]
-    shapes = [("basil", "dashboard"), ("legacy", rng.choice(tuple(PRICE_MODES)))]
+    shapes = [("basil", "dashboard"), ("legacy", rng.choice(tuple(PRICE_MODES)))] * 2
     shapes += [(rng.choice(GENERATIONS), rng.choice(tuple(PRICE_MODES))) for _ in kinds]
     return [tell(rng, f"{round_key}{i:02d}", kinds[i], now, *shapes[i]) for i in range(count)]
