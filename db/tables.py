@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from creditctl.db.models import (
-    AuditRecord,
-    Grant,
-    Hold,
-    HoldAllocation,
-    LedgerEntry,
-    Plan,
-    StripeRequest,
-    Subscription,
-    User,
-    WebhookEvent,
-)
+from creditctl.db.models import metadata
+from sqlalchemy import Table
 
-users = User.__table__
-plans = Plan.__table__
-grants = Grant.__table__
-holds = Hold.__table__
-allocations = HoldAllocation.__table__
-entries = LedgerEntry.__table__
-audit_log = AuditRecord.__table__
-subscriptions = Subscription.__table__
-stripe_requests = StripeRequest.__table__
-webhook_events = WebhookEvent.__table__
+
+def _table(name: str) -> Table:
+    """A table the models in creditctl.db.models declare (importing them registers it)."""
+    return metadata.tables[name]
+
+
+users = _table("users")
+plans = _table("plans")
+grants = _table("grants")
+holds = _table("holds")
+allocations = _table("hold_allocations")
+entries = _table("ledger_entries")
+audit_log = _table("audit_log")
+subscriptions = _table("subscriptions")
+stripe_requests = _table("stripe_requests")
+webhook_events = _table("webhook_events")

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from creditctl.billing import payloads
+from creditctl.errors import InvalidEvent
 from creditctl.webhooks.waiting import DEFERRED, UNMAPPED
 
 
@@ -31,7 +32,10 @@ class EventContext:
 
     @property
     def created(self) -> datetime:
-        return payloads.when(self.event["created"])
+        moment = payloads.when(self.event["created"])
+        if moment is None:  # receive() and backfill store only events with a created time
+            raise InvalidEvent(f"event {self.event_id} has no created time")
+        return moment
 
     @property
     def stripe(self) -> Any:

@@ -125,7 +125,7 @@ def _claim_and_handle(
             waiting_for=result.waiting_for,
         )
     )
-    released = ()
+    released: tuple[str, ...] = ()
     if result.status == "processed" and result.user_id:
         # In this transaction, under the user's lock the handler took: nothing waiting
         # for what it recorded can slip past (see webhooks.waiting).

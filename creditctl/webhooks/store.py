@@ -11,17 +11,17 @@ from creditctl.db.tables import webhook_events
 
 
 def _insert_ignoring_duplicates(conn: Connection, values: dict[str, Any]) -> bool:
+    statement: Any
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        statement = postgresql_insert(webhook_events).on_conflict_do_nothing(index_elements=["id"])
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = (
-        insert(webhook_events)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(webhook_events.c.id)
-    )
-    return conn.execute(statement).first() is not None
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(webhook_events).on_conflict_do_nothing(index_elements=["id"])
+    inserted = statement.values(**values).returning(webhook_events.c.id)
+    return conn.execute(inserted).first() is not None
 
 
 def store(
