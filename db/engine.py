@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
+from creditctl.db.connection_settings import POSTGRES_CONNECT_ARGS, configure_sqlite
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
@@ -47,7 +48,7 @@ def make_engine(
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, busy_timeout_ms, create)
-    connect_args = {"connect_timeout": 5, "application_name": "creditctl"}
+    connect_args = dict(POSTGRES_CONNECT_ARGS)
     return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=long_lived)
 
 
@@ -74,13 +75,7 @@ def _sqlite_engine(url: sa.URL, busy_timeout_ms: int, create: bool) -> Engine:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
         # The driver's own transaction handling is bypassed so BEGIN is ours to choose.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+        configure_sqlite(dbapi_connection, busy_timeout_ms)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
