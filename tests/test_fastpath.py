@@ -46,6 +46,6 @@ def test_fast_deduct_replays_a_key_through_the_ledger(engine, database_url, poli
 def test_unlimited_plan_records_usage_without_spending(engine, database_url, policy):
     add_user(engine, "u@example.com", user_id="u1", actor="t", policy=policy, plan="ultimate")
     posting = fastpath.deduct(_database(engine, database_url), "u1", 500, actor="t", policy=policy)
-    assert (posting.amount, posting.extra["unlimited"], posting.balance_after) == (0, True, 5)
+    assert (posting.amount, posting.unlimited, posting.balance_after) == (0, True, 5)
     assert history(engine, "u1")[-1]["quantity"] == 500
     assert verify(engine)["ok"]

@@ -1,4 +1,5 @@
-"""The render scripts' hot path imports no Stripe SDK, scheduler or web framework."""
+"""The render scripts' hot path imports no Stripe SDK, scheduler or web framework, and
+`credits check`, `deduct` and `balance` no SQLAlchemy either (they run on the bare driver)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from helpers import cli_env, new_user
 from creditctl.ledger.holds import reserve
 
 HEAVY = ("stripe", "apscheduler", "starlette", "fastapi", "uvicorn", "aiohttp")
+# reserve, capture, release and run still go through SQLAlchemy: only these three do not.
+BARE = (*HEAVY, "sqlalchemy", "sqlmodel", "alembic")
 
 # Runs creditctl in this interpreter, then reports every module it imported.
 HARNESS = """
@@ -31,11 +34,13 @@ sys.stderr.write("MODULES " + json.dumps({"code": code, "modules": sorted(sys.mo
 """
 
 
-def imported(args: list[str], database_url: str, cwd, preimport: str = "") -> set[str]:
+def imported(
+    args: list[str], database_url: str, cwd, preimport: str = "", env: dict | None = None
+) -> set[str]:
     result = subprocess.run(
         [sys.executable, "-c", HARNESS, json.dumps(args), preimport],
         cwd=cwd,
-        env=cli_env(database_url, cwd),
+        env=cli_env(database_url, cwd, env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -57,18 +62,29 @@ def hot_path_user(engine, policy):
 def test_hot_path_commands_stay_lean(hot_path_user, database_url, tmp_path):
     capture_id, release_id = hot_path_user
     commands = [
-        ["credits", "check", "u1", "1"],
-        ["credits", "deduct", "u1", "1", "--json"],
-        ["credits", "deduct", "u1@example.com", "1", "--key", "k1"],
-        ["credits", "reserve", "u1", "1", "--json"],
-        ["credits", "capture", str(capture_id)],
-        ["credits", "release", str(release_id)],
-        ["credits", "balance", "u1", "--json"],
-        ["run", "u1", "1", "--", sys.executable, "-c", "pass"],
+        (["credits", "check", "u1", "1"], BARE),
+        (["credits", "check", "u1@example.com", "1", "--json"], BARE),
+        (["credits", "deduct", "u1", "1", "--json"], BARE),
+        (["credits", "deduct", "u1@example.com", "1", "--key", "k1"], BARE),
+        (["credits", "deduct", "u1@example.com", "1", "--key", "k1"], BARE),  # a replay
+        (["credits", "balance", "u1", "--json"], BARE),
+        (["credits", "balance", "U1@example.com"], BARE),
+        (["credits", "reserve", "u1", "1", "--json"], HEAVY),
+        (["credits", "capture", str(capture_id)], HEAVY),
+        (["credits", "release", str(release_id)], HEAVY),
+        (["run", "u1", "1", "--", sys.executable, "-c", "pass"], HEAVY),
     ]
-    for args in commands:
-        heavy = sorted(set(HEAVY) & imported(args, database_url, tmp_path))
+    for args, heavy_modules in commands:
+        heavy = sorted(set(heavy_modules) & imported(args, database_url, tmp_path))
         assert heavy == [], f"creditctl {' '.join(args)} imported {heavy}"
+
+
+def test_the_full_path_switch_does_load_sqlalchemy(hot_path_user, database_url, tmp_path):
+    """Control: with the fast path switched off the same command loads SQLAlchemy."""
+    off = {"CREDITCTL_FASTPATH": "0"}
+    assert "sqlalchemy" in imported(
+        ["credits", "deduct", "u1", "1"], database_url, tmp_path, env=off
+    )
 
 
 def test_the_check_sees_an_import(hot_path_user, database_url, tmp_path):

@@ -204,7 +204,7 @@ def test_unlimited_plan_never_refuses_and_records_usage(engine, policy):
         posting = spending.deduct(
             engine, "u9", 900_000, actor="op", policy=policy, ref="big", now=T0
         )
-        assert posting.amount == 0 and posting.extra["unlimited"]
+        assert posting.amount == 0 and posting.unlimited
     usage = [e for e in history.history(engine, "u9") if e["type"] == "usage"]
     assert [(e["quantity"], e["reference"]) for e in usage] == [(900_000, "big")] * 3
     assert verify(engine)["ok"]

@@ -1,8 +1,11 @@
 """A failed payment: usage goes on through the grace period, then stops until paid up."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from freezegun import freeze_time
+from helpers import one_error_line
 
 from creditctl.accounts.account_view import account_view
 from creditctl.accounts.users import add_user
@@ -91,3 +94,24 @@ def test_the_fast_path_refuses_an_overdue_user_too(overdue_user, database_url):
         fastpath.deduct(database, "u1", 1, actor="t", policy=POLICY)
     lenient = Policy(past_due_grace_days=3650)
     assert fastpath.deduct(database, "u1", 1, actor="t", policy=lenient).amount == -1
+
+
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast-path", "full-path"])
+def test_check_refuses_suspended_usage_like_deduct(overdue_user, cli, fast):
+    """`check && render && deduct` must not render for a user whose usage is suspended."""
+    env = {"CREDITCTL_PAST_DUE_GRACE_DAYS": "2", "CREDITCTL_FASTPATH": fast}
+    with freeze_time(FAILED + timedelta(days=1)):
+        assert cli("credits", "check", "u1", "1", env=env).exit_code == 0
+    with freeze_time(FAILED + timedelta(days=2, seconds=1)):
+        check = cli("credits", "check", "u1", "1", "--json", env=env)
+        deduct = cli("credits", "deduct", "u1", "1", env=env)
+    assert (check.exit_code, deduct.exit_code) == (3, 3)
+    assert one_error_line(check.stderr) == one_error_line(deduct.stderr)
+    assert "usage is suspended" in one_error_line(check.stderr)
+    refusal = json.loads(check.stdout)
+    assert (refusal["kind"], refusal["ok"], refusal["available"], refusal["needed"]) == (
+        "PaymentOverdue",
+        False,
+        1105,
+        1,
+    )

@@ -39,12 +39,13 @@ class AppContext:
     @cached_property
     def database(self):
         """The database for the fast path, which opens the full engine only if it must."""
-        from creditctl.ledger.fastpath import Database
+        from creditctl.ledger.fastpath import Database, enabled
 
         return Database(
             self.settings.database_url,
             self.settings["database.busy_timeout_ms"],
             lambda: self.engine,
+            fast=enabled(os.environ),
         )
 
     @cached_property

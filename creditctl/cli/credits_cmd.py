@@ -37,6 +37,15 @@ def _amount(text: str, what: str = "amount") -> int:
     return parse_amount(text, current().settings["credits.max_amount"], what)
 
 
+def _reason(reason: str | None) -> str:
+    """The reason as typed, once it passes the ledger's rule (checked here to report it first)."""
+    from creditctl.ledger.corrections import require_reason
+
+    require_reason(reason)
+    assert reason is not None
+    return reason
+
+
 def _id(text: str, what: str) -> int:
     from creditctl.parsing import parse_id
 
@@ -45,6 +54,10 @@ def _id(text: str, what: str) -> int:
 
 def _balance_payload(balance: Any, warnings: list[str], **extra: Any) -> dict[str, Any]:
     return {**balance.as_dict(), **extra, "warnings": warnings}
+
+
+def _shown(unlimited: bool, available: int) -> str:
+    return "unlimited" if unlimited else str(available)
 
 
 @app.command("balance")
@@ -61,39 +74,38 @@ def balance_command(user: UserArg, json: Json = False) -> None:
     if json:
         emit_json(_balance_payload(result, warnings))
         return
-    shown = "unlimited" if result.unlimited else result.available
     say(
-        f"{result.user_id} ({result.email}) plan {result.plan}: available {shown}, "
-        f"held {result.held}"
+        f"{result.user_id} ({result.email}) plan {result.plan}: available "
+        f"{_shown(result.unlimited, result.available)}, held {result.held}"
     )
     warn(warnings)
 
 
 @app.command("check", context_settings=SIGNED)
 def check_command(user: UserArg, amount: AmountArg, json: Json = False) -> None:
-    """Exit 0 if USER can spend AMOUNT credits now, 3 if not. Changes nothing.
+    """Exit 0 if USER can spend AMOUNT credits now, 3 if not (and why). Changes nothing.
+
+    The same rules as deduct: an unknown user, too few credits, or usage suspended
+    after a failed payment are refused with deduct's message and exit code.
 
     Example: creditctl credits check alice@example.com 5 && render.sh
     """
-    from creditctl.ledger.fastpath import balance
-    from creditctl.ledger.policy import insufficient
+    from creditctl.ledger.fastpath import check
 
     ctx = current()
-    needed = _amount(amount)
-    result = balance(ctx.database, user)
-    enough = result.unlimited or result.available >= needed
-    warnings = result.warnings(ctx.policy)
-    payload = _balance_payload(result, warnings, needed=needed, ok=enough)
-    if not enough:
-        refusal = insufficient(user, result.available, needed, ctx.policy)
-        refusal.details.update(payload)  # with --json, the refusal's data is this payload
-        raise refusal
+    verdict = check(ctx.database, user, _amount(amount), policy=ctx.policy)
+    found = verdict.balance
+    warnings = found.warnings(ctx.policy)
+    payload = _balance_payload(found, warnings, needed=verdict.needed, ok=verdict.ok)
+    if verdict.refusal is not None:
+        verdict.refusal.details.update(payload)  # with --json, the refusal's data is this payload
+        raise verdict.refusal
     if json:
         emit_json(payload)
     else:
         say(
-            f"ok: {user} can spend {needed} (available "
-            f"{'unlimited' if result.unlimited else result.available})"
+            f"ok: {user} can spend {verdict.needed} (available "
+            f"{_shown(found.unlimited, found.available)})"
         )
     warn(warnings)
 
@@ -107,43 +119,33 @@ def deduct_command(
     Example: creditctl credits deduct alice@example.com 1 --ref render-42 --key render-42
     """
     from creditctl.ledger.fastpath import deduct
-    from creditctl.ledger.idempotency import check_key
-    from creditctl.ledger.results import Balance
 
     ctx = current()
-    posting = deduct(
-        ctx.database,
-        user,
-        _amount(amount),
-        actor=ctx.operator,
-        policy=ctx.policy,
-        ref=ref,
-        key=check_key(key),
+    credits = _amount(amount)
+    # --ref and --key were checked by their options' callbacks.
+    spent = deduct(
+        ctx.database, user, credits, actor=ctx.operator, policy=ctx.policy, ref=ref, key=key
     )
-    extra = posting.extra
-    after = Balance(
-        posting.user_id, "", extra["plan"], extra["unlimited"], extra["available"], extra["held"]
-    )
-    warnings = after.warnings(ctx.policy)
+    warnings = spent.warnings(ctx.policy)
     if json:
         emit_json(
             {
-                "user_id": posting.user_id,
-                "entry_id": posting.entry_id,
-                "amount": posting.amount,
-                "available": after.available,
-                "held": after.held,
-                "plan": after.plan,
-                "unlimited": after.unlimited,
-                "replayed": posting.replayed,
+                "user_id": spent.user_id,
+                "entry_id": spent.entry_id,
+                "amount": spent.amount,
+                "available": spent.available,
+                "held": spent.held,
+                "plan": spent.plan,
+                "unlimited": spent.unlimited,
+                "replayed": spent.replayed,
                 "warnings": warnings,
             }
         )
     else:
-        again = " (already done: same key)" if posting.replayed else ""
+        again = " (already done: same key)" if spent.replayed else ""
         say(
-            f"deducted {_amount(amount)} from {posting.user_id}: entry {posting.entry_id}, "
-            f"available {'unlimited' if after.unlimited else after.available}{again}"
+            f"deducted {credits} from {spent.user_id}: entry {spent.entry_id}, "
+            f"available {_shown(spent.unlimited, spent.available)}{again}"
         )
     warn(warnings)
 
@@ -189,25 +191,24 @@ def grant_command(
     Example: creditctl credits grant alice@example.com 50 --reason "make-good" --expires 2027-01-31
     """
     from creditctl.errors import InvalidInput
-    from creditctl.ledger.corrections import grant, require_reason
-    from creditctl.ledger.idempotency import check_key
+    from creditctl.ledger.corrections import grant
     from creditctl.parsing import parse_when
 
     if source not in {"bonus", "promotion", "admin"}:
         raise InvalidInput(f"source {source!r} is not one of bonus, promotion, admin")
     ctx = current()
     credits = _amount(amount)
-    require_reason(reason)
+    why = _reason(reason)
     expires_at = parse_when(expires, "expiry") if expires is not None else None
     posting = grant(
         ctx.engine,
         user,
         credits,
         actor=ctx.operator,
-        reason=reason,
+        reason=why,
         source=source,
         expires_at=expires_at,
-        key=check_key(key),
+        key=key,
     )
     _print_posting(posting, "granted", json)
 
@@ -226,21 +227,20 @@ def adjust_command(
 
     Example: creditctl credits adjust alice@example.com -20 --reason "duplicate render"
     """
-    from creditctl.ledger.corrections import adjust, require_reason
-    from creditctl.ledger.idempotency import check_key
+    from creditctl.ledger.corrections import adjust
     from creditctl.parsing import parse_delta
 
     ctx = current()
     change = parse_delta(delta, ctx.settings["credits.max_amount"])
-    require_reason(reason)
+    why = _reason(reason)
     posting = adjust(
         ctx.engine,
         user,
         change,
         actor=ctx.operator,
-        reason=reason,
+        reason=why,
         policy=ctx.policy,
-        key=check_key(key),
+        key=key,
     )
     _print_posting(posting, "adjusted", json)
 
@@ -255,12 +255,12 @@ def reverse_command(
 
     Example: creditctl credits reverse 42 --reason "render failed on our side"
     """
-    from creditctl.ledger.corrections import require_reason, reverse
+    from creditctl.ledger.corrections import reverse
 
     ctx = current()
     entry = _id(entry_id, "entry id")
-    require_reason(reason)
-    posting = reverse(ctx.engine, entry, actor=ctx.operator, reason=reason, policy=ctx.policy)
+    why = _reason(reason)
+    posting = reverse(ctx.engine, entry, actor=ctx.operator, reason=why, policy=ctx.policy)
     _print_posting(posting, f"reversed entry {entry}:", json)
 
 
@@ -315,7 +315,6 @@ def reserve_command(
     Example: creditctl credits reserve alice@example.com 5 --ttl 30m --ref render-42
     """
     from creditctl.ledger.holds import reserve
-    from creditctl.ledger.idempotency import check_key
     from creditctl.parsing import parse_duration
 
     ctx = current()
@@ -329,7 +328,7 @@ def reserve_command(
         actor=ctx.operator,
         policy=ctx.policy,
         ref=ref,
-        key=check_key(key),
+        key=key,
     )
     _print_hold(result, json)
 
@@ -364,12 +363,11 @@ def capture_command(
     Example: creditctl credits capture 17 3
     """
     from creditctl.ledger.holds import capture
-    from creditctl.ledger.idempotency import check_key
 
     ctx = current()
     hold = _id(hold_id, "hold id")
     spend = _amount(amount) if amount is not None else None
-    result = capture(ctx.engine, hold, spend, actor=ctx.operator, key=check_key(key))
+    result = capture(ctx.engine, hold, spend, actor=ctx.operator, key=key)
     _print_hold(result, json)
 
 
@@ -380,8 +378,7 @@ def release_command(hold_id: HoldArg, key: Key = None, json: Json = False) -> No
     Example: creditctl credits release 17
     """
     from creditctl.ledger.holds import release
-    from creditctl.ledger.idempotency import check_key
 
     ctx = current()
-    result = release(ctx.engine, _id(hold_id, "hold id"), actor=ctx.operator, key=check_key(key))
+    result = release(ctx.engine, _id(hold_id, "hold id"), actor=ctx.operator, key=key)
     _print_hold(result, json)

@@ -1,40 +1,39 @@
-"""A user's balance, with expired grants and holds counted as swept."""
+"""A user's balance and whether a spend would go through, for callers holding an engine.
+
+`balance` sweeps expired holds and grants first (in a write transaction, only when there is
+something to sweep), so the expiry entries are in the ledger when its caller shows them.
+`check` writes nothing: it counts them as swept in the same read (creditctl.ledger.usage).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Engine
 
 from creditctl.clock import utcnow
 from creditctl.db.engine import read
-from creditctl.ledger.lookup import needs_sweep, user_state
+from creditctl.ledger import usage
+from creditctl.ledger.policy import Policy
 from creditctl.ledger.results import Balance
-from creditctl.ledger.sweep import sweep_user
+from creditctl.ledger.sql_executor import SqlExecutor
 from creditctl.ledger.transactions import run_write
+from creditctl.ledger.usage import StepAside
 
 
 def balance(engine: Engine, user: str, *, now: datetime | None = None) -> Balance:
-    """The user's balance, counting expired grants and holds as swept."""
+    """The user's balance, with expired grants and holds swept first."""
     now = now or utcnow()
+    try:
+        with read(engine) as conn:
+            return usage.balance(SqlExecutor(conn, sweeps=False), user, now=now)
+    except StepAside:
+        return run_write(engine, lambda conn: usage.balance(SqlExecutor(conn), user, now=now))
+
+
+def check(
+    engine: Engine, user: str, amount: int, *, policy: Policy, now: datetime | None = None
+) -> usage.Verdict:
+    """Would a deduct of `amount` go through now, and if not why; writes nothing."""
     with read(engine) as conn:
-        row = user_state(conn, user)
-    if needs_sweep(row, now):
-        row = run_write(engine, lambda conn: _swept_state(conn, row.id, now))
-    return _balance_of(row)
-
-
-def _swept_state(conn: Connection, user_id: str, now: datetime) -> Row:
-    sweep_user(conn, user_id, now=now)
-    return user_state(conn, user_id)
-
-
-def _balance_of(row: Row) -> Balance:
-    return Balance(
-        user_id=row.id,
-        email=row.email,
-        plan=row.plan,
-        unlimited=row.credits is None,
-        available=row.balance,
-        held=row.held,
-    )
+        return usage.check(SqlExecutor(conn), user, amount, policy=policy, now=now or utcnow())

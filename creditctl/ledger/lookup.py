@@ -6,20 +6,9 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection, Row
 
-from creditctl.errors import (
-    UnknownUser,
-)
 from creditctl.ledger.statements import STATE
 from creditctl.ledger.sweep import sweep_user
-
-
-def by_email(user: str) -> bool:
-    return "@" in user
-
-
-def lookup_key(user: str) -> str:
-    return user.strip().lower() if by_email(user) else user.strip()
-
+from creditctl.ledger.usage import by_email, lookup_key, unknown_user
 
 # --- reading ---------------------------------------------------------------------------------
 
@@ -27,9 +16,7 @@ def lookup_key(user: str) -> str:
 def user_state(conn: Connection, user: str) -> Row:
     row = conn.execute(STATE[by_email(user)], {"who": lookup_key(user)}).first()
     if row is None:
-        raise UnknownUser(
-            f"unknown user {user!r}: no user has that id or email; see `creditctl users search`"
-        )
+        raise unknown_user(user)
     return row
 
 

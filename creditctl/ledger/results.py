@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from creditctl.ledger.policy import Policy
+
+
+def low_balance_warnings(unlimited: bool, available: int, policy: Policy) -> list[str]:
+    if unlimited or available >= policy.low_balance_threshold:
+        return []
+    return [
+        f"low balance: {available} credits left (warning threshold {policy.low_balance_threshold})"
+    ]
 
 
 @dataclass(frozen=True)
@@ -20,12 +28,7 @@ class Balance:
     held: int
 
     def warnings(self, policy: Policy) -> list[str]:
-        if self.unlimited or self.available >= policy.low_balance_threshold:
-            return []
-        return [
-            f"low balance: {self.available} credits left "
-            f"(warning threshold {policy.low_balance_threshold})"
-        ]
+        return low_balance_warnings(self.unlimited, self.available, policy)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -50,4 +53,31 @@ class Posting:
     replayed: bool = False
     hold_id: int | None = None
     grant_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """Credits taken from a user's balance (spent, or moved to a hold) by the spending gate."""
+
+    user_id: str
+    balance_after: int
+    held: int
+    plan: str
+    unlimited: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deducted(Posting):
+    """A deduct's usage entry, and what the user can spend after it.
+
+    `available` is the balance now: right after this entry, or for a replayed request
+    (`replayed`) the current one, while `balance_after` stays the first entry's.
+    """
+
+    available: int
+    held: int
+    plan: str
+    unlimited: bool
+
+    def warnings(self, policy: Policy) -> list[str]:
+        return low_balance_warnings(self.unlimited, self.available, policy)

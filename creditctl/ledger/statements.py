@@ -7,16 +7,13 @@ Python. Credits are drawn from the grant that expires soonest, in one set-based 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam, case, func, or_
 
-from creditctl.db.tables import allocations, entries, grants, plans, users
-
-NO_GRANT = -1
-
+from creditctl.db.tables import allocations, entries, grants, holds, plans, users
+from creditctl.ledger.usage import NO_GRANT as NO_GRANT
 
 # --- statements, built once -------------------------------------------------------------------
 
@@ -28,9 +25,8 @@ _NOT_STALE = sa.and_(
     or_(users.c.next_hold_expiry.is_(None), users.c.next_hold_expiry > bindparam("now")),
 )
 # Usage stops once a failed payment is older than the grace period (billing.past_due_grace_days).
+# Operators' corrections are not usage: they pass NO_CUTOFF, the epoch, which never refuses.
 _PAID_UP = or_(users.c.past_due_since.is_(None), users.c.past_due_since > bindparam("usage_cutoff"))
-# Operators' corrections are not usage: a cutoff at the epoch never refuses them.
-NO_CUTOFF = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _take_statement(by_email: bool, for_hold: bool) -> sa.Update:
@@ -156,3 +152,57 @@ def _user_state(by_email: bool) -> sa.Select:
 
 
 STATE = {False: _user_state(False), True: _user_state(True)}
+
+# The entry a request with this idempotency key wrote, if any.
+FIND_KEY = sa.select(
+    entries.c.id,
+    entries.c.request_hash,
+    entries.c.type,
+    entries.c.amount,
+    entries.c.balance_after,
+    entries.c.hold_id,
+    entries.c.grant_id,
+    entries.c.created_at,
+).where(entries.c.user_id == bindparam("uid"), entries.c.idempotency_key == bindparam("key"))
+
+
+# --- a balance as if swept, without writing ----------------------------------------------------
+
+# What the sweep would do, read instead of written: an expired hold gives back what it took from
+# grants still alive (what it gives back to an expired grant expires with it), and every expired
+# grant loses what remains. Only computed for a user the sweep would visit (a stale one).
+_STALE = or_(
+    users.c.next_grant_expiry <= bindparam("now"), users.c.next_hold_expiry <= bindparam("now")
+)
+_LAPSED = sa.and_(
+    holds.c.user_id == users.c.id,
+    holds.c.status == "open",
+    holds.c.expires_at <= bindparam("now"),
+)
+_ALIVE = or_(grants.c.expires_at.is_(None), grants.c.expires_at > bindparam("now"))
+
+
+def _if_stale(amount: Any, label: str) -> sa.Label:
+    return case((_STALE, func.coalesce(amount.scalar_subquery(), 0)), else_=0).label(label)
+
+
+_RETURNED = sa.select(func.sum(allocations.c.amount)).join_from(
+    allocations, holds, allocations.c.hold_id == holds.c.id
+)
+_RETURNED_LIVE = _RETURNED.join(grants, allocations.c.grant_id == grants.c.id).where(
+    _LAPSED, _ALIVE
+)
+_EXPIRING = sa.select(func.sum(grants.c.remaining)).where(
+    grants.c.user_id == users.c.id, grants.c.remaining > 0, grants.c.expires_at <= bindparam("now")
+)
+
+
+def _account(by_email: bool) -> sa.Select:
+    return _user_state(by_email).add_columns(
+        _if_stale(_RETURNED.where(_LAPSED), "returned"),
+        _if_stale(_RETURNED_LIVE, "returned_live"),
+        _if_stale(_EXPIRING, "expiring"),
+    )
+
+
+ACCOUNT = {False: _account(False), True: _account(True)}
