@@ -202,6 +202,12 @@ def test_hold_that_expires_while_the_command_runs_is_charged_once(
     assert balances.balance(engine, "u1").available == 100
     usage = [e for e in entries_of(engine) if e[0] in ("usage", "capture")]
     assert usage == [("usage", -5, 5, "slow")]
+    (entry,) = [e for e in history.history(engine, "u1") if e["type"] == "usage"]
+    assert result.stderr.splitlines() == [
+        f"warning: hold {entry['idempotency_key'].removeprefix('run-hold-')} expired before the "
+        f"command finished; charged its 5 credits with a new deduct (entry {entry['id']}). "
+        "Use a longer --ttl"
+    ]
     assert verify(engine)["ok"]
 
 

@@ -1,9 +1,11 @@
 """`creditctl run` interrupted before its command starts: the command never runs, nothing held."""
 
+import os
 import signal
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from helpers import cli_env, creditctl_executable, new_user
@@ -27,7 +29,7 @@ def test_sigterm_while_the_hold_is_being_taken(engine, policy, database_url, bac
         stderr=subprocess.PIPE,
     )
     try:
-        time.sleep(3)  # creditctl has started and is blocked on the lock
+        _wait_until_open(process, database_url.split(":///", 1)[1])
         process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
     finally:
@@ -39,3 +41,19 @@ def test_sigterm_while_the_hold_is_being_taken(engine, policy, database_url, bac
     assert holds.open_holds(engine, user="u1") == []
     assert balances.balance(engine, "u1").available == 105
     assert verify(engine)["ok"]
+
+
+def _wait_until_open(process: subprocess.Popen, path: str) -> None:
+    """Until `run` has the database file open: it opens it only in its reserve, after its
+    signal handlers are in, and then waits there for the lock."""
+    fds = Path(f"/proc/{process.pid}/fd")
+    while not any(_points_to(fd, path) for fd in fds.iterdir()):
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+
+
+def _points_to(fd: Path, path: str) -> bool:
+    try:
+        return os.readlink(fd) == str(Path(path).resolve())
+    except OSError:  # closed meanwhile
+        return False

@@ -28,17 +28,20 @@ def run(
 ) -> None:
     """Hold AMOUNT credits, run COMMAND, capture on exit 0, release otherwise.
 
-    Exits with the command's own exit code, or 3 (without running it) if credits are short.
+    Exits with the command's own exit code, 3 (without running it) if credits are short, or 8
+    if the command succeeded but its charge could not be recorded (the hold is left open; the
+    message names the `credits capture` to run before it expires).
 
     Example: creditctl run alice@example.com 5 --ref render-42 -- ./render.sh scene.blend
     """
+    from creditctl.cli.output import warn
     from creditctl.parsing import parse_amount, parse_duration
     from creditctl.runner import run_with_hold
 
     ctx = current()
     credits = parse_amount(amount, ctx.settings["credits.max_amount"])
     lifetime = parse_duration(ctx.settings["credits.hold_ttl"] if ttl is None else ttl)
-    code = run_with_hold(
+    outcome = run_with_hold(
         ctx.engine,
         user,
         credits,
@@ -48,4 +51,5 @@ def run(
         policy=ctx.policy,
         ref=ref,
     )
-    raise typer.Exit(code)
+    warn(outcome.warnings)
+    raise typer.Exit(outcome.exit_code)

@@ -284,15 +284,25 @@ def _find(conn: Connection, hold_id: int) -> Row:
 
 
 def _already_settled(hold: Row, now: datetime) -> HoldSettled:
+    """The refusal, with the hold's state as details (`run` tells captured from lapsed)."""
     if hold.status == "open":
         return HoldSettled(
             f"hold {hold.id} expired at {iso(hold.expires_at)}; its credits "
-            "went back to the balance, so nothing was captured or released"
+            "went back to the balance, so nothing was captured or released",
+            hold_id=hold.id,
+            status="expired",
+            captured=0,
         )
-    return HoldSettled(f"hold {hold.id} is already {hold.status}; nothing was changed")
+    return HoldSettled(
+        f"hold {hold.id} is already {hold.status}; nothing was changed",
+        hold_id=hold.id,
+        status=hold.status,
+        captured=hold.captured,
+    )
 
 
 def _replay(conn: Connection, posting: Posting) -> HoldResult:
+    assert posting.hold_id is not None, "a keyed hold entry names its hold"
     hold = _find(conn, posting.hold_id)
     state = user_state(conn, hold.user_id)
     return HoldResult(
@@ -319,11 +329,16 @@ def open_holds(
 ) -> list[dict[str, Any]]:
     """Open holds, oldest first; an expired one not yet swept is marked so."""
     now = now or utcnow()
-    query = sa.select(holds).where(holds.c.status == "open").order_by(holds.c.id)
     with read(engine) as conn:
-        if user is not None:
-            query = query.where(holds.c.user_id == user_state(conn, user).id)
-        rows = conn.execute(query).all()
+        user_id = None if user is None else user_state(conn, user).id
+        return holds_of(conn, user_id, now=now)
+
+
+def holds_of(conn: Connection, user_id: str | None, *, now: datetime) -> list[dict[str, Any]]:
+    """`open_holds` in the caller's transaction: one user's, or everyone's for None."""
+    query = sa.select(holds).where(holds.c.status == "open").order_by(holds.c.id)
+    if user_id is not None:
+        query = query.where(holds.c.user_id == user_id)
     return [
         {
             "hold_id": r.id,
@@ -334,5 +349,5 @@ def open_holds(
             "expires_at": iso(r.expires_at),
             "state": "expired (not yet swept)" if r.expires_at <= now else "open",
         }
-        for r in rows
+        for r in conn.execute(query).all()
     ]
