@@ -134,7 +134,7 @@ def test_adjust_adds_and_removes_and_is_audited(engine, policy):
         corrections.adjust(engine, "u1", 1, actor="alice", reason="  ", policy=policy, now=T0)
     from creditctl.ledger.audit import audit_records
 
-    adjusts = [r for r in audit_records(engine, user_id="u1") if r["action"] == "adjust"]
+    adjusts = [r for r in audit_records(engine, user="u1") if r["action"] == "adjust"]
     assert [(r["operator"], r["reason"], r["details"]["delta"]) for r in adjusts] == [
         ("alice", "goodwill", 7),
         ("alice", "double render", -12),

@@ -126,6 +126,12 @@ class Model:
             keep -= spent
             self.grants[grant_id].remaining += hold.allocations[grant_id] - spent
 
+    def on_hold(self, grant_id: int) -> int:
+        """Credits of a grant that open holds took."""
+        return sum(
+            h.allocations.get(grant_id, 0) for h in self.holds.values() if h.status == "open"
+        )
+
     def settle_hold(self, hold_id: int, spend: int, status: str) -> None:
         hold = self.holds[hold_id]
         self._give_back(hold, keep=spend)
@@ -277,6 +283,15 @@ class LedgerMachine(RuleBasedStateMachine):
         def record(posting, _taken) -> None:
             self._reversed(entry, posting)
 
+        self._before()
+        if self.model.on_hold(entry.grant_id):
+            # Releasing the hold would refill the reversed grant: refused until it settles.
+            try:
+                call()
+            except Conflict as refused:
+                assert "cannot be reversed yet" in refused.message
+                return
+            raise AssertionError(f"reversing grant {entry.grant_id} on hold was not refused")
         self._spend_preferring(entry.amount, entry.grant_id, call, record)
 
     def _spend_preferring(self, amount: int, grant_id: int, call, record) -> None:

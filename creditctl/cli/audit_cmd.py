@@ -26,16 +26,9 @@ def log_command(
 
     Example: creditctl audit log --user alice@example.com --json
     """
-    from creditctl.db.engine import read
     from creditctl.ledger.audit import audit_records
-    from creditctl.ledger.lookup import user_state
 
-    ctx = current()
-    user_id = None
-    if user is not None:
-        with read(ctx.engine) as conn:
-            user_id = user_state(conn, user).id
-    rows = audit_records(ctx.engine, user_id=user_id, limit=limit)
+    rows = audit_records(current().engine, user=user, limit=limit)
     if json:
         emit_json(rows)
     else:

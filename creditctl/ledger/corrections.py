@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
 from creditctl.clock import iso, utcnow
-from creditctl.db.tables import entries
+from creditctl.db.tables import allocations, entries, holds
 from creditctl.errors import (
     AlreadyReversed,
     Conflict,
@@ -23,7 +23,7 @@ from creditctl.ledger.postings import add_grant, post_entry
 from creditctl.ledger.replays import find_previous, replayed
 from creditctl.ledger.results import Posting
 from creditctl.ledger.spending import take
-from creditctl.ledger.statements import NO_GRANT
+from creditctl.ledger.statements import LOCK_USER, NO_GRANT
 from creditctl.ledger.transactions import run_write
 
 REVERSIBLE = {"usage", "adjustment", "grant", "bonus", "refund", "reset"}
@@ -105,7 +105,7 @@ def adjust(
         previous = find_previous(conn, user_id, key, request)
         if previous is not None:
             return replayed(previous, user_id)
-        fields = {
+        fields: dict[str, Any] = {
             "description": reason,
             "idempotency_key": key,
             "request_hash": request if key else None,
@@ -179,7 +179,13 @@ def reverse(
     policy: Policy,
     now: datetime | None = None,
 ) -> Posting:
-    """Post the opposite of an entry: usage comes back as a refund grant, grants are taken back."""
+    """Post the opposite of an entry: usage comes back as a refund grant, grants are taken back.
+
+    A grant is taken back from what remains of it first, then from the user's other credits
+    (for what was spent). While some of its credits sit on an open hold the reversal is
+    refused (Conflict): releasing that hold would put them back into the reversed grant. The
+    operator captures or releases the hold, or waits for it to expire, then reverses.
+    """
     from creditctl.ledger.audit import record
 
     now = now or utcnow()
@@ -193,6 +199,8 @@ def reverse(
             )
         _check_reversible(conn, original)
         current_user(conn, original.user_id, now)
+        if original.amount > 0 and original.grant_id is not None:
+            _refuse_if_on_hold(conn, original)
         fields = {
             "description": f"reversal of entry {entry_id}: {reason}",
             "reverses_entry_id": entry_id,
@@ -249,6 +257,32 @@ def _check_reversible(conn: Connection, original: Row) -> None:
     ).scalar_one_or_none()
     if later is not None:
         raise AlreadyReversed(f"entry {original.id} was already reversed by entry {later}")
+
+
+def _refuse_if_on_hold(conn: Connection, original: Row) -> None:
+    # Under the user's lock, so no reserve can draw on the grant between this look and the take.
+    conn.execute(LOCK_USER, {"uid": original.user_id})
+    on_hold = conn.execute(
+        sa.select(holds.c.id, allocations.c.amount, holds.c.expires_at)
+        .join_from(allocations, holds, allocations.c.hold_id == holds.c.id)
+        .where(
+            allocations.c.grant_id == original.grant_id,
+            allocations.c.amount > 0,
+            holds.c.status == "open",
+        )
+        .order_by(holds.c.id)
+    ).all()
+    if not on_hold:
+        return
+    amount = sum(row.amount for row in on_hold)
+    names = ("hold " if len(on_hold) == 1 else "holds ") + ", ".join(str(r.id) for r in on_hold)
+    last = iso(max(row.expires_at for row in on_hold))
+    raise Conflict(
+        f"entry {original.id} cannot be reversed yet: {amount} of its grant's credits are on "
+        f"open {names}; capture or release it (`creditctl credits release HOLD_ID`) or "
+        f"wait until it expires (by {last}), then reverse",
+        holds=[row.id for row in on_hold],
+    )
 
 
 def require_reason(reason: str | None) -> str:
