@@ -96,9 +96,16 @@ def write(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def read(engine: Engine) -> Iterator[Connection]:
-    """One read-only transaction (a consistent snapshot)."""
+    """One read-only transaction: a consistent snapshot on both databases.
+
+    SQLite's deferred BEGIN keeps one snapshot from the first read; PostgreSQL needs
+    REPEATABLE READ for that (READ COMMITTED takes a new snapshot at every statement).
+    """
+    options: dict[str, object] = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
     with _translate_connect_errors(engine), engine.connect() as connection:
-        connection = connection.execution_options(**{READ_ONLY: True})
+        connection = connection.execution_options(**options)
         with connection.begin():
             yield connection
 

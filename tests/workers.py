@@ -126,6 +126,35 @@ def burst(engine, user: str) -> None:
             report("refused")
 
 
+def churn(engine, user: str) -> None:
+    """Deduct, reserve, release and capture until killed, keeping a few holds open."""
+    rng = random.Random()
+    open_holds: list[int] = []
+    while True:
+        choice = rng.random()
+        try:
+            if choice < 0.3:
+                spending.deduct(engine, user, 1, actor="worker", policy=POLICY)
+                report("deducted", 1)
+            elif choice < 0.7 or not open_holds:
+                hold = holds.reserve(
+                    engine, user, 2, ttl=timedelta(minutes=10), actor="worker", policy=POLICY
+                )
+                open_holds.append(hold.hold_id)
+                report("reserved", hold.hold_id)
+            elif choice < 0.85:
+                holds.release(engine, open_holds.pop(rng.randrange(len(open_holds))), actor="w")
+                report("released")
+            else:
+                holds.capture(engine, open_holds.pop(rng.randrange(len(open_holds))), actor="w")
+                report("captured")
+        except InsufficientCredits:
+            report("refused")
+        if len(open_holds) > 5:
+            holds.release(engine, open_holds.pop(0), actor="worker")
+            report("released")
+
+
 def main() -> None:
     mode, url, user, go = sys.argv[1:5]
     engine = make_engine(url)
@@ -136,6 +165,9 @@ def main() -> None:
         result = keyed(engine, url, user, sys.argv[5], fast=sys.argv[6] == "fast")
     elif mode == "mixed":
         result = mixed(engine, user, int(sys.argv[5]), seed=int(sys.argv[6]))
+    elif mode == "churn":
+        churn(engine, user)
+        return
     else:
         burst(engine, user)
         return

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row
 
 from creditctl.clock import iso
 from creditctl.db.engine import read
@@ -27,16 +27,27 @@ def history(
     """The user's ledger entries, oldest first (the newest `limit` when given)."""
     with read(engine) as conn:
         user_id = user_state(conn, user).id
-        query = sa.select(entries).where(entries.c.user_id == user_id)
-        if since is not None:
-            query = query.where(entries.c.created_at >= since)
-        if until is not None:
-            query = query.where(entries.c.created_at < until)
-        query = query.order_by(entries.c.id.desc())
-        if limit is not None:
-            query = query.limit(limit)
-        rows = conn.execute(query).all()
-    return [entry_dict(row) for row in reversed(rows)]
+        return entries_of(conn, user_id, since=since, until=until, limit=limit)
+
+
+def entries_of(
+    conn: Connection,
+    user_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """`history` in the caller's transaction, for a user id."""
+    query = sa.select(entries).where(entries.c.user_id == user_id)
+    if since is not None:
+        query = query.where(entries.c.created_at >= since)
+    if until is not None:
+        query = query.where(entries.c.created_at < until)
+    query = query.order_by(entries.c.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return [entry_dict(row) for row in reversed(conn.execute(query).all())]
 
 
 def entry_dict(row: Row) -> dict[str, Any]:
