@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy import func, or_
@@ -197,5 +198,9 @@ def sweep_due(engine: Engine, *, now: datetime | None = None) -> dict[str, int]:
         )
     written = 0
     for user_id in due:
-        written += run_write(engine, lambda conn, uid=user_id: sweep_user(conn, uid, now=now))
+        written += run_write(engine, partial(_sweep_one, user_id=user_id, now=now))
     return {"users": len(due), "entries": written}
+
+
+def _sweep_one(conn: Connection, *, user_id: str, now: datetime) -> int:
+    return sweep_user(conn, user_id, now=now)
