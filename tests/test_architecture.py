@@ -123,8 +123,7 @@ def test_only_the_ledger_writes_entries_and_grants():
     outside = {
         name: hits
         for name, path in modules().items()
-        if not name.startswith("creditctl.ledger")
-        and (hits := ledger_writes(path.read_text()))
+        if not name.startswith("creditctl.ledger") and (hits := ledger_writes(path.read_text()))
     }
     assert outside == {}
 
