@@ -7,7 +7,7 @@ system's timing, so a replayed seed repeats the same schedule, not the same inte
 
 After the faults, deliveries go on as Stripe's do: each event not yet answered with a 2xx
 is delivered again, to any live replica, with `creditctl webhooks replay --failed` run
-between passes and once at the end.
+between some passes; at the end the scheduler's retry job runs as it would minutes later.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from fault_cluster import (
     Replica,
     audit_verify,
     retry_job,
+    scheduled_retry,
     terminate_backends,
     wait_processed,
 )
@@ -75,6 +76,7 @@ class RoundResult:
     kills: int = 0
     terminated: int = 0
     jobs: list[int] = field(default_factory=list)
+    later: int = 0  # events the scheduled retry job, run minutes later, made pass
     problems: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
@@ -85,7 +87,7 @@ class RoundResult:
             f"fault round seed={self.seed} backend={self.backend}: {verdict} in "
             f"{self.seconds:.1f} s; {self.plan.describe()}; {self.kills} killed, "
             f"{self.terminated} backend(s) ended, retry job exits {self.jobs}, "
-            f"{self.passes} redelivery pass(es); "
+            f"{self.passes} redelivery pass(es), {self.later} passed the later retry job; "
             + ", ".join(f"{name} {took:.1f} s" for name, took in self.phases.items())
         )
 
@@ -229,5 +231,4 @@ class Round:
             if self.rng.random() < 0.5:
                 self.jobs.append(retry_job(self.database_url, self.cwd, self.env))
                 self._finish_jobs()
-        self.jobs.append(retry_job(self.database_url, self.cwd, self.env))
-        self._finish_jobs()
+        self.result.later = scheduled_retry(self.database_url, self.env)

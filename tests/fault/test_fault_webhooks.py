@@ -4,40 +4,33 @@ Each round tells a handful of subscriptions as Stripe events in both API generat
 delivers them duplicated and out of order to two or three `creditctl daemon` processes at
 once, SIGKILLing replicas (and on PostgreSQL ending their server connections) at random
 points, with retry jobs running beside them; then delivers again what got no 2xx, as
-Stripe does, and runs the retry job. After each round: every paid period granted exactly
+Stripe does, and runs the retry job (`webhooks replay --failed`, then the scheduler's job
+as it runs minutes later). After each round: every paid period granted exactly
 once, no unpaid one granted, payment state as the newest event says, `audit verify` clean.
 
 Every round prints its seed. Replay failing ones with
-    CREDITCTL_FAULT_SEED=<seed>[,<seed>...] pytest -s tests/fault -k <backend>
-and run longer with CREDITCTL_FAULT_ROUNDS=<n>.
+    CREDITCTL_FAULT_SEED=<seed>[,<seed>...] pytest -s tests/fault -k 'granted_once and sqlite'
+and run longer with CREDITCTL_FAULT_ROUNDS=<n> (and CREDITCTL_FAULT_STORIES=<n> per round).
+A seed replays the same stories and fault schedule with the same version of this suite;
+the operating system's timing still varies from run to run.
 """
 
 from __future__ import annotations
 
-import os
-import random
-
 import pytest
 from fault_round import Round
+from fault_seeds import replay_hint, seeds
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
 ROUNDS = 4  # about 60 s per backend on a shared 2-core machine
 
 
-def round_seeds() -> list[int]:
-    chosen = os.environ.get("CREDITCTL_FAULT_SEED", "").strip()
-    if chosen:
-        return [int(seed) for seed in chosen.replace(" ", "").split(",") if seed]
-    count = int(os.environ.get("CREDITCTL_FAULT_ROUNDS", ROUNDS))
-    return [random.SystemRandom().randrange(2**32) for _ in range(count)]
-
-
 def test_every_paid_period_is_granted_once_whatever_the_faults(
     backend, database_url, round_databases, policy, tmp_path
 ):
     failed = []
-    for number, seed in enumerate(round_seeds()):
+    for number, seed in enumerate(seeds(ROUNDS)):
         url = database_url if number == 0 else round_databases.fresh()
         result = Round(seed, url, backend, tmp_path / f"round-{number}", policy).run()
         print(result.summary(), flush=True)
@@ -46,8 +39,8 @@ def test_every_paid_period_is_granted_once_whatever_the_faults(
     if failed:
         pytest.fail(
             "\n\n".join(
-                f"{r.summary()}\nreplay: CREDITCTL_FAULT_SEED={r.seed} pytest -s tests/fault "
-                f"-k {backend}\n" + "\n".join(r.problems + r.details)
+                f"{r.summary()}\n{replay_hint(r.seed, 'granted_once', backend)}\n"
+                + "\n".join(r.problems + r.details)
                 for r in failed
             ),
             pytrace=False,
