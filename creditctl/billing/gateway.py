@@ -177,15 +177,16 @@ def failure(exc: Exception, api_key: str) -> StripeFailure:
 
     status = getattr(exc, "http_status", None)
     request_id = getattr(exc, "request_id", None)
+    said = getattr(exc, "user_message", None)  # a StripeError's; other errors have none
     if isinstance(exc, stripe.APIConnectionError):
         text = (
             f"could not reach Stripe after {MAX_NETWORK_RETRIES + 1} attempts: "
-            f"{_network_reason(exc.user_message or str(exc))}"
+            f"{_network_reason(said or str(exc))}"
         )
     elif isinstance(exc, stripe.AuthenticationError):
         text = f"Stripe refused the API key; check {KEY_VARIABLE}"
     else:
-        text = f"Stripe answered {status}: {_first_line(exc.user_message or type(exc).__name__)}"
+        text = f"Stripe answered {status}: {_first_line(said or type(exc).__name__)}"
     text += f" (request {request_id})" if request_id else " (no Stripe request id)"
     if api_key.strip():
         text = text.replace(api_key.strip(), "sk_***")

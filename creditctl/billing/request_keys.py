@@ -46,7 +46,7 @@ def stripe_write(
     body = json.dumps(params, sort_keys=True, default=str)
     operation = f"{kind}:{subject}:{fingerprint(body)}"[:255]
     key, earlier = _claim_key(engine, operation, kind, recorded)
-    if earlier is not None:
+    if key is None:  # an earlier writer stored the answer: no request is sent
         return earlier
     try:
         result = send(dict(params), key)

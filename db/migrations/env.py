@@ -21,8 +21,11 @@ connection = config.attributes.get("connection")
 if connection is not None:
     run(connection)
 else:
-    engine = config.attributes.get("engine") or make_engine(
-        config.get_main_option("sqlalchemy.url")
-    )
+    engine = config.attributes.get("engine")
+    if engine is None:
+        url = config.get_main_option("sqlalchemy.url")
+        if not url:
+            raise SystemExit("alembic: set sqlalchemy.url, or run `creditctl db upgrade`")
+        engine = make_engine(url)
     with write(engine) as conn:
         run(conn)
