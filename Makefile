@@ -7,17 +7,12 @@ RUFF   := $(VENV)/bin/ruff
 MYPY   := $(VENV)/bin/mypy
 # What ruff formats and checks, and what mypy type-checks.
 SOURCES := creditctl db scheduler tests bench
-# Generated; a test compares it with the generator's output, so no formatter may touch it.
-SKIP_GENERATED := --extend-exclude creditctl/ledger/_fastsql.py
 # The quick subset: no test marked slow, and no PostgreSQL half. Every test that takes the
 # backend fixture has its backend first in its id: name[postgresql] or name[postgresql-...].
 FAST_SELECTION := -m "not slow" -k "not [postgresql] and not [postgresql-"
 # db/ and scheduler/ install as creditctl.db and creditctl.scheduler through a mapping mypy
 # cannot follow, so mypy reads the package from a tree of links laid out as installed.
 TYPED := $(VENV)/typed
-# What make test checks before the suite. All of `lint` belongs here once mypy passes (and
-# every file is formatted); until then `make test LINT_FIRST=lint` runs it all.
-LINT_FIRST ?= ruff-check
 
 .PHONY: install demo test test-fast lint ruff-check typecheck fmt bench clean
 
@@ -27,10 +22,6 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
-# mypy belongs in pyproject's test extras; until it is there, it is installed here when missing.
-$(MYPY): | $(STAMP)
-	$(PY) -m pip install -q --disable-pip-version-check 'mypy>=2.4,<3'
-
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -39,7 +30,7 @@ demo: $(STAMP)
 ruff-check: $(STAMP)
 	$(RUFF) check $(SOURCES)
 
-typecheck: $(STAMP) $(MYPY)
+typecheck: $(STAMP)
 	@rm -rf $(TYPED) && mkdir -p $(TYPED)/creditctl
 	@for entry in creditctl/*; do ln -s "$(CURDIR)/$$entry" $(TYPED)/creditctl/; done
 	@ln -s "$(CURDIR)/db" $(TYPED)/creditctl/db && ln -s "$(CURDIR)/scheduler" $(TYPED)/creditctl/scheduler
@@ -50,16 +41,16 @@ typecheck: $(STAMP) $(MYPY)
 	exit $$rc
 
 lint: ruff-check
-	$(RUFF) format --check $(SKIP_GENERATED) $(SOURCES)
+	$(RUFF) format --check $(SOURCES)
 	@$(MAKE) --no-print-directory typecheck
 
 # check --fix first, so what it rewrites is formatted too; format runs even when check fails.
 fmt: $(STAMP)
-	@$(RUFF) check --fix $(SKIP_GENERATED) $(SOURCES); rc=$$?; \
-	$(RUFF) format $(SKIP_GENERATED) $(SOURCES) && exit $$rc
+	@$(RUFF) check --fix $(SOURCES); rc=$$?; \
+	$(RUFF) format $(SOURCES) && exit $$rc
 
 # pytest exits 5 when it collected nothing: that is a broken setup, not a pass.
-test: $(STAMP) $(LINT_FIRST)
+test: $(STAMP) lint
 	@$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; the setup is broken" >&2; exit 1; fi; \
 	exit $$rc

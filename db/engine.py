@@ -21,7 +21,7 @@ def normalise_url(url: str) -> sa.URL:
     """Accept postgres:// and postgresql:// and route them to psycopg 3."""
     try:
         parsed = make_url(url)
-    except Exception:
+    except (sa.exc.ArgumentError, ValueError, TypeError):
         raise DatabaseUnavailable(
             f"database.url {mask_url(url)!r} is not a database URL; use "
             "sqlite:///path/to/file.db or postgresql://user@host/db"

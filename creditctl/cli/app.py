@@ -83,13 +83,13 @@ def _usage_line(exc: typer.TyperException) -> int:
     return exc.exit_code
 
 
-def _wants_json(ctx) -> bool:  # noqa: ANN001 - click's context
+def _wants_json(ctx) -> bool:
     args = [*getattr(ctx, "_protected_args", []), *ctx.args]
     return "--json" in (args[: args.index("--")] if "--" in args else args)
 
 
 class CreditctlGroup(TyperGroup):
-    def invoke(self, ctx):  # noqa: ANN001 - click's signature
+    def invoke(self, ctx):
         as_json = _wants_json(ctx)
         try:
             return super().invoke(ctx)

@@ -42,7 +42,7 @@ def _reason(value: str | None) -> str | None:
     return None if value is None else check_text(value, "reason")
 
 
-def _moment(label: str):  # noqa: ANN202 - a Typer callback
+def _moment(label: str):
     def check(value: str | None) -> str | None:
         """Refuse an empty or malformed date now; the command reads it again when it needs it."""
         from creditctl.parsing import parse_when

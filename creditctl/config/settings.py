@@ -12,7 +12,7 @@ from typing import Any
 from creditctl.config import values as check
 from creditctl.config.masking import mask, mask_url
 from creditctl.config.values import MAX_CREDITS
-from creditctl.errors import ConfigError
+from creditctl.errors import ConfigError, InvalidInput
 
 DEFAULT_CONFIG_FILE = "creditctl.toml"
 DEFAULT_STRIPE_API_VERSION = "2026-10-28.endive"
@@ -288,7 +288,7 @@ def load_settings(
 
     try:
         parse_duration(values["credits.hold_ttl"])
-    except Exception:
+    except InvalidInput:
         raise ConfigError(
             "config key credits.hold_ttl must be a duration such as 30m, "
             f"2h or 90s, got {values['credits.hold_ttl']!r}"

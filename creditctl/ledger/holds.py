@@ -215,7 +215,7 @@ def _finish(
 ) -> HoldResult:
     funded = _funded(conn, hold.id)
     back = return_allocations(conn, hold.id, keep=spend)
-    balance_now, held = conn.execute(
+    balance_now, _held = conn.execute(
         _SET_HELD, {"uid": hold.user_id, "back": back, "funded": funded}
     ).one()
     keyed = {"idempotency_key": key, "request_hash": request if key else None}

@@ -11,7 +11,7 @@ import pytest
 # The event builders and the daemon's support live beside the webhook tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "webhooks"))
 
-from fault_databases import RoundDatabases  # noqa: E402
+from fault_databases import RoundDatabases
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from webhook_helpers import SECRET  # noqa: E402
-from webhook_support import (  # noqa: E402
+from webhook_helpers import SECRET
+from webhook_support import (
     LOCALSTRIPE_KEY,
     PRO_PRICE,
     Daemon,
@@ -64,7 +64,7 @@ class StubStripe:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 stub.requests.append(self.path)
                 found = stub.objects.get(self.path.split("?")[0].rsplit("/", 1)[-1])
                 body = json.dumps(

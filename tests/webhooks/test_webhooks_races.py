@@ -126,7 +126,7 @@ class GatedStripe:
         stripe = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 found = None
                 if self.path.split("?")[0].startswith(f"/v1/prices/{DASHBOARD}"):
                     first = not stripe.asked.is_set()
