@@ -17,6 +17,8 @@ the operating system's timing still varies from run to run.
 
 from __future__ import annotations
 
+from traceback import format_exc
+
 import pytest
 from fault_round import Round
 from fault_seeds import replay_hint, seeds
@@ -29,19 +31,19 @@ ROUNDS = 4  # about 60 s per backend on a shared 2-core machine
 def test_every_paid_period_is_granted_once_whatever_the_faults(
     backend, database_url, round_databases, policy, tmp_path
 ):
-    failed = []
+    reports = []
     for number, seed in enumerate(seeds(ROUNDS)):
         url = database_url if number == 0 else round_databases.fresh()
-        result = Round(seed, url, backend, tmp_path / f"round-{number}", policy).run()
+        hint = replay_hint(seed, "granted_once", backend)
+        try:
+            result = Round(seed, url, backend, tmp_path / f"round-{number}", policy).run()
+        except Exception:  # noqa: BLE001 - the harness broke: report it beside the other rounds
+            reports.append(f"fault round seed={seed} broke the harness\n{hint}\n" + format_exc())
+            continue
         print(result.summary(), flush=True)
         if result.problems:
-            failed.append(result)
-    if failed:
-        pytest.fail(
-            "\n\n".join(
-                f"{r.summary()}\n{replay_hint(r.seed, 'granted_once', backend)}\n"
-                + "\n".join(r.problems + r.details)
-                for r in failed
-            ),
-            pytrace=False,
-        )
+            reports.append(
+                f"{result.summary()}\n{hint}\n" + "\n".join(result.problems + result.details)
+            )
+    if reports:
+        pytest.fail("\n\n".join(reports), pytrace=False)
