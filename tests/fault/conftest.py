@@ -14,12 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "webhooks"))
 from fault_databases import RoundDatabases
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "fault: randomized fault injection against real daemons (seeded, replayable)"
-    )
-
-
 @pytest.fixture
 def round_databases(backend, tmp_path, request) -> Iterator[RoundDatabases]:
     """Fresh migrated databases on the test's backend, one per round."""
