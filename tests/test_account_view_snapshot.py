@@ -8,7 +8,7 @@ import threading
 import pytest
 from helpers import new_user, start_workers
 
-from creditctl.accounts.account_view import account_view
+from creditctl.support.account_view import account_view
 from creditctl.ledger import corrections
 from creditctl.ledger.audit import verify
 

@@ -13,8 +13,12 @@ PACKAGES = {
     "creditctl.db": ROOT / "db",
     "creditctl.scheduler": ROOT / "scheduler",
 }
-LEDGER_TABLES = {"entries", "grants", "allocations"}
+# The ledger's tables, as creditctl.db.tables names them.
+LEDGER_TABLES = {"entries", "grants", "holds", "allocations"}
 WRITES = {"insert", "update", "delete"}
+LEDGER_SQL = re.compile(
+    r"(?i)\b(insert\s+into|update|delete\s+from)\s+(ledger_entries|grants|holds|hold_allocations)\b"
+)
 
 
 def modules() -> dict[str, Path]:
@@ -86,11 +90,31 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_no_import_cycles():
+def module_graph() -> dict[str, set[str]]:
     found = modules()
-    graph = {name: imports_of(path, name, set(found)) for name, path in found.items()}
+    return {name: imports_of(path, name, set(found)) for name, path in found.items()}
+
+
+def area(module: str) -> str:
+    """The part of the layout a module belongs to: its sub-package, or itself at the top."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def test_no_import_cycles():
+    graph = module_graph()
     assert len(graph) > 40, "the module scan found too little; is the layout as expected?"
     assert cycles(graph) == []
+
+
+def test_no_cycles_between_sub_packages():
+    """ledger, accounts, billing, webhooks, ... depend on each other one way only."""
+    areas: dict[str, set[str]] = {}
+    for module, imported in module_graph().items():
+        areas.setdefault(area(module), set()).update(
+            area(other) for other in imported if area(other) != area(module)
+        )
+    assert cycles(areas) == []
 
 
 def test_the_cycle_check_sees_a_cycle():
@@ -112,10 +136,14 @@ def ledger_writes(source: str) -> list[str]:
             and func.value.id in LEDGER_TABLES
         ):
             hits.append(f"{func.value.id}.{func.attr}() at line {node.lineno}")
+        # sa.insert(grants), sa.update(holds), delete(entries)
+        called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        target = node.args[0] if node.args else None
+        if called in WRITES and isinstance(target, ast.Name) and target.id in LEDGER_TABLES:
+            hits.append(f"{called}({target.id}) at line {node.lineno}")
         if isinstance(func, ast.Name) and func.id in {"post_entry", "_expire", "take"}:
             hits.append(f"{func.id}() at line {node.lineno}")
-    sql = re.compile(r"(?i)\b(insert\s+into|update|delete\s+from)\s+(ledger_entries|grants)\b")
-    hits += [f"SQL {m.group(0)!r}" for m in sql.finditer(source)]
+    hits += [f"SQL {m.group(0)!r}" for m in LEDGER_SQL.finditer(source)]
     return hits
 
 
@@ -130,5 +158,13 @@ def test_only_the_ledger_writes_entries_and_grants():
 
 def test_the_write_check_sees_a_write():
     """Control: a module writing a grant row itself is reported."""
-    found = ledger_writes("grants.update().values(remaining=0)\npost_entry(conn)\n")
-    assert sorted(found) == ["grants.update() at line 1", "post_entry() at line 2"]
+    found = ledger_writes(
+        "grants.update().values(remaining=0)\npost_entry(conn)\nsa.insert(holds)\n"
+        "conn.exec_driver_sql('DELETE FROM hold_allocations WHERE 1')\n"
+    )
+    assert sorted(found) == [
+        "SQL 'DELETE FROM hold_allocations'",
+        "grants.update() at line 1",
+        "insert(holds) at line 3",
+        "post_entry() at line 2",
+    ]

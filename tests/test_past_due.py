@@ -7,7 +7,7 @@ import pytest
 from freezegun import freeze_time
 from helpers import one_error_line
 
-from creditctl.accounts.account_view import account_view
+from creditctl.support.account_view import account_view
 from creditctl.accounts.users import add_user
 from creditctl.billing.subscriptions import apply_subscription_change
 from creditctl.errors import PaymentOverdue

@@ -14,7 +14,7 @@ def account(user: UserArg, json: Json = False) -> None:
 
     Example: creditctl account alice@example.com
     """
-    from creditctl.accounts.account_view import account_view
+    from creditctl.support.account_view import account_view
 
     ctx = current()
     view = account_view(ctx.engine, user, policy=ctx.policy)

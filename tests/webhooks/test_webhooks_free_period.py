@@ -10,7 +10,7 @@ from helpers import new_user
 from test_webhooks_ordering import Story
 from webhook_helpers import now_utc
 
-from creditctl.accounts.account_view import account_view
+from creditctl.support.account_view import account_view
 from creditctl.ledger.audit import verify as audit_verify
 from creditctl.ledger.balances import balance
 

@@ -237,7 +237,7 @@ def test_fetch_latest_uses_stripe_s_current_object(engine, alice, synced, gen, s
 def test_payment_failed_marks_past_due_for_the_account_view(
     engine, policy, alice, synced, config, gen
 ):
-    from creditctl.accounts.account_view import account_view
+    from creditctl.support.account_view import account_view
 
     story = Story(engine, config, gen)
     story.send("customer.subscription.created", story.subscription())

@@ -51,7 +51,12 @@ def _view(conn: Connection, user_id: str, policy: Policy, now: datetime) -> dict
         ).all()
     )
     current = Balance(
-        user_id, state.email, state.plan, state.credits is None, state.balance, state.held
+        user_id=user_id,
+        email=state.email,
+        plan=state.plan,
+        unlimited=state.credits is None,
+        available=state.balance,
+        held=state.held,
     )
     recent = [e for e in entries_of(conn, user_id, limit=50) if e["type"] in USAGE_TYPES][-10:]
     plan_credits = int(by_source.pop("plan", 0) or 0)
