@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -14,6 +15,45 @@ from creditctl.billing.subscription_status import ENDED
 from creditctl.billing.subscription_views import local_subscriptions
 from creditctl.db.engine import read
 from creditctl.errors import Conflict, InvalidInput
+
+
+@dataclass(frozen=True)
+class CheckoutLink:
+    """A Checkout session that starts a subscription to `plan`, and its URL for the user."""
+
+    user_id: str
+    plan: str
+    customer_id: str
+    session_id: str
+    url: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "plan": self.plan,
+            "customer_id": self.customer_id,
+            "session_id": self.session_id,
+            "url": self.url,
+        }
+
+
+@dataclass(frozen=True)
+class PortalLink:
+    """A billing-portal session, and its URL for the user."""
+
+    user_id: str
+    customer_id: str
+    session_id: str
+    url: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "customer_id": self.customer_id,
+            "session_id": self.session_id,
+            "url": self.url,
+        }
+
 
 # --- checkout and portal links ------------------------------------------------------------------
 
@@ -35,7 +75,7 @@ def _live_subscription(conn: Connection, user_id: str) -> dict[str, Any] | None:
 
 def checkout_link(
     engine: Engine, gateway: Gateway, user: str, plan: str, *, success_url: str, cancel_url: str
-) -> dict[str, Any]:
+) -> CheckoutLink:
     """A Checkout URL that starts a subscription to `plan` for the user."""
     with read(engine) as conn:
         row = user_row(conn, user)
@@ -47,7 +87,7 @@ def checkout_link(
             f"({live['status']}, plan {live['plan']}); use `creditctl subscriptions "
             "change` instead"
         )
-    customer = ensure_customer(engine, gateway, row.id)["customer_id"]
+    customer = ensure_customer(engine, gateway, row.id).customer_id
     metadata = {USER_METADATA: row.id, "plan": plan}
     params = {
         "mode": "subscription",
@@ -62,25 +102,14 @@ def checkout_link(
     session = stripe_write(
         engine, "checkout.create", row.id, params, gateway.create_checkout_session
     )
-    return {
-        "user_id": row.id,
-        "plan": plan,
-        "customer_id": customer,
-        "session_id": session["id"],
-        "url": session["url"],
-    }
+    return CheckoutLink(row.id, plan, customer, session["id"], session["url"])
 
 
-def portal_link(engine: Engine, gateway: Gateway, user: str, *, return_url: str) -> dict[str, Any]:
+def portal_link(engine: Engine, gateway: Gateway, user: str, *, return_url: str) -> PortalLink:
     """A billing-portal URL where the user manages payment methods and invoices."""
     customer = ensure_customer(engine, gateway, user)
-    params = {"customer": customer["customer_id"], "return_url": return_url}
+    params = {"customer": customer.customer_id, "return_url": return_url}
     session = stripe_write(
-        engine, "portal.create", customer["user_id"], params, gateway.create_portal_session
+        engine, "portal.create", customer.user_id, params, gateway.create_portal_session
     )
-    return {
-        "user_id": customer["user_id"],
-        "customer_id": customer["customer_id"],
-        "session_id": session["id"],
-        "url": session["url"],
-    }
+    return PortalLink(customer.user_id, customer.customer_id, session["id"], session["url"])

@@ -64,12 +64,12 @@ def checkout_command(
         cancel_url=cancel_url or ctx.settings["stripe.cancel_url"],
     )
     if json:
-        emit_json(link)
+        emit_json(link.as_dict())
         return
-    say(link["url"])
+    say(link.url)
     note(
-        f"checkout session {link['session_id']} for {link['user_id']} "
-        f"(customer {link['customer_id']}), plan {plan}"
+        f"checkout session {link.session_id} for {link.user_id} "
+        f"(customer {link.customer_id}), plan {link.plan}"
     )
 
 
@@ -99,13 +99,10 @@ def portal_command(
         return_url=return_url or ctx.settings["stripe.portal_return_url"],
     )
     if json:
-        emit_json(link)
+        emit_json(link.as_dict())
         return
-    say(link["url"])
-    note(
-        f"portal session {link['session_id']} for {link['user_id']} "
-        f"(customer {link['customer_id']})"
-    )
+    say(link.url)
+    note(f"portal session {link.session_id} for {link.user_id} (customer {link.customer_id})")
 
 
 @app.command("customer")
@@ -116,9 +113,9 @@ def customer_command(user: UserArg, json: Json = False) -> None:
     """
     from creditctl.billing.customers import ensure_customer
 
-    result = ensure_customer(current().engine, gateway(), user)
+    customer = ensure_customer(current().engine, gateway(), user)
     if json:
-        emit_json(result)
+        emit_json(customer.as_dict())
         return
-    say(result["customer_id"])
-    note(f"{result['user_id']}: Stripe customer {result['customer_id']} ({result['action']})")
+    say(customer.customer_id)
+    note(f"{customer.user_id}: Stripe customer {customer.customer_id} ({customer.action})")
