@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,46 +27,107 @@ from creditctl.ledger.transactions import run_write
 PRORATIONS = ("create_prorations", "always_invoice", "none")
 
 
+@dataclass(frozen=True)
+class RemoteSubscription:
+    """A subscription as Stripe has it, with the local plan its price stands for."""
+
+    subscription_id: str
+    customer_id: str | None
+    plan: str | None  # None: the price maps to no local plan
+    status: str | None
+    price_id: str | None
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    created: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "subscription_id": self.subscription_id,
+            "customer_id": self.customer_id,
+            "plan": self.plan,
+            "status": self.status,
+            "price_id": self.price_id,
+            "current_period_start": iso(self.current_period_start),
+            "current_period_end": iso(self.current_period_end),
+            "cancel_at_period_end": self.cancel_at_period_end,
+            "created": iso(self.created),
+        }
+
+
+@dataclass(frozen=True)
+class UserSubscriptions:
+    """A user's subscriptions as recorded here and, when Stripe was asked, as Stripe has them."""
+
+    user_id: str
+    customer_id: str | None
+    local: tuple[dict[str, Any], ...]  # as billing.subscription_views reads them
+    remote: tuple[RemoteSubscription, ...] | None = None  # None: Stripe was not asked
+
+    def as_dict(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {
+            "user_id": self.user_id,
+            "customer_id": self.customer_id,
+            "local": list(self.local),
+        }
+        if self.remote is not None:
+            shown["remote"] = [sub.as_dict() for sub in self.remote]
+        return shown
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    """An operator's change, cancel or resume: Stripe's answer and what it did here."""
+
+    subscription: RemoteSubscription
+    user_id: str
+    granted: int  # plan credits granted now
+    user_plan: str  # the plan the user is on afterwards
+    local_status: str  # the subscription's status as recorded here
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.subscription.as_dict(),
+            "user_id": self.user_id,
+            "granted": self.granted,
+            "user_plan": self.user_plan,
+            "local_status": self.local_status,
+        }
+
+
 # --- subscriptions ------------------------------------------------------------------------------
 
 
-def show_subscriptions(engine: Engine, gateway: Gateway | None, user: str) -> dict[str, Any]:
+def show_subscriptions(engine: Engine, gateway: Gateway | None, user: str) -> UserSubscriptions:
     """The user's subscriptions as recorded here and, with a gateway, as Stripe has them."""
     with read(engine) as conn:
         row = user_row(conn, user)
-        local = local_subscriptions(conn, row.id)
-    shown: dict[str, Any] = {
-        "user_id": row.id,
-        "customer_id": row.stripe_customer_id,
-        "local": local,
-    }
-    if gateway is not None:
-        customer = known_customer(engine, gateway, row)
-        remote = gateway.subscriptions_of(customer) if customer else []
-        with read(engine) as conn:
-            shown["remote"] = [
-                _remote_dict(conn, sub)
-                for sub in sorted(remote, key=lambda s: s.get("created") or 0, reverse=True)
-            ]
-        shown["customer_id"] = customer
-    return shown
+        local = tuple(local_subscriptions(conn, row.id))
+    if gateway is None:
+        return UserSubscriptions(row.id, row.stripe_customer_id, local)
+    customer = known_customer(engine, gateway, row)
+    remote = gateway.subscriptions_of(customer) if customer else []
+    with read(engine) as conn:
+        shown = tuple(
+            _remote(conn, sub)
+            for sub in sorted(remote, key=lambda s: s.get("created") or 0, reverse=True)
+        )
+    return UserSubscriptions(row.id, customer, local, shown)
 
 
-def _remote_dict(conn: Connection, subscription: dict[str, Any]) -> dict[str, Any]:
+def _remote(conn: Connection, subscription: dict[str, Any]) -> RemoteSubscription:
     fields = from_stripe(subscription)
-    return {
-        "subscription_id": fields["subscription_id"],
-        "customer_id": fields["customer_id"],
-        "plan": plan_for_price(
-            conn, fields["price_id"], fields["lookup_key"], fields["price_plan"]
-        ),
-        "status": fields["status"],
-        "price_id": fields["price_id"],
-        "current_period_start": iso(fields["period_start"]),
-        "current_period_end": iso(fields["period_end"]),
-        "cancel_at_period_end": fields["cancel_at_period_end"],
-        "created": iso(fields["created"]),
-    }
+    return RemoteSubscription(
+        subscription_id=fields["subscription_id"],
+        customer_id=fields["customer_id"],
+        plan=plan_for_price(conn, fields["price_id"], fields["lookup_key"], fields["price_plan"]),
+        status=fields["status"],
+        price_id=fields["price_id"],
+        current_period_start=fields["period_start"],
+        current_period_end=fields["period_end"],
+        cancel_at_period_end=fields["cancel_at_period_end"],
+        created=fields["created"],
+    )
 
 
 def current_subscription(engine: Engine, gateway: Gateway, user: str) -> tuple[Row, dict[str, Any]]:
@@ -105,11 +167,11 @@ def _apply(
     reason: str,
     ended_plan: str | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> SubscriptionChange:
     """Record what Stripe answered, apply its credit effect, and audit the operator's action."""
     now = now or utcnow()
 
-    def operation(conn: Connection) -> dict[str, Any]:
+    def operation(conn: Connection) -> SubscriptionChange:
         applied = apply_stripe_subscription(
             conn, subscription, user_id=row.id, actor=actor, now=now, ended_plan=ended_plan
         )
@@ -126,18 +188,14 @@ def _apply(
                 "plan": applied.user_plan,
             },
         )
-        current = conn.execute(
-            sa.select(subscriptions).where(
+        local_status = conn.execute(
+            sa.select(subscriptions.c.status).where(
                 subscriptions.c.stripe_subscription_id == applied.subscription_id
             )
-        ).one()
-        return {
-            **_remote_dict(conn, subscription),
-            "user_id": row.id,
-            "granted": applied.granted,
-            "user_plan": applied.user_plan,
-            "local_status": current.status,
-        }
+        ).scalar_one()
+        return SubscriptionChange(
+            _remote(conn, subscription), row.id, applied.granted, applied.user_plan, local_status
+        )
 
     return run_write(engine, operation)
 
@@ -151,7 +209,7 @@ def change_subscription(
     proration: str,
     actor: str,
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> SubscriptionChange:
     """Move the user's subscription to `plan`, with Stripe's proration behaviour."""
     if proration not in PRORATIONS:
         raise InvalidInput(f"proration {proration!r} is not one of {', '.join(PRORATIONS)}")
@@ -188,7 +246,7 @@ def change_subscription(
 
 def cancel_subscription(
     engine: Engine, gateway: Gateway, user: str, *, immediately: bool, actor: str, ended_plan: str
-) -> dict[str, Any]:
+) -> SubscriptionChange:
     """Cancel at period end (the default), or at once; the user then falls to `ended_plan`."""
     row, subscription = current_subscription(engine, gateway, user)
     subscription_id = subscription["id"]
@@ -215,7 +273,7 @@ def cancel_subscription(
 
 def resume_subscription(
     engine: Engine, gateway: Gateway, user: str, *, actor: str
-) -> dict[str, Any]:
+) -> SubscriptionChange:
     """Undo a pending cancel at period end; the subscription renews again."""
     row, subscription = current_subscription(engine, gateway, user)
     if subscription.get("status") == "canceled" or not subscription.get("cancel_at_period_end"):

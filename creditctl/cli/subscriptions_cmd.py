@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from creditctl.cli.context import current
 from creditctl.cli.options import Json, UserArg
 from creditctl.cli.output import emit_json, note, say, table
+from creditctl.clock import iso
+
+if TYPE_CHECKING:
+    from creditctl.billing.changes import SubscriptionChange
 
 app = typer.Typer(
     help="A user's Stripe subscription: show, change plan, cancel, resume.\n\n"
@@ -25,17 +29,18 @@ COLUMNS = (
 )
 
 
-def _print_result(result: dict[str, Any], json: bool, what: str) -> None:
+def _print_change(change: SubscriptionChange, json: bool, what: str) -> None:
     if json:
-        emit_json(result)
+        emit_json(change.as_dict())
         return
-    ends = " (cancels at period end)" if result["cancel_at_period_end"] else ""
+    sub = change.subscription
+    ends = " (cancels at period end)" if sub.cancel_at_period_end else ""
     say(
-        f"{result['subscription_id']}: {result['status']}{ends}, plan {result['plan']}, "
-        f"period until {result['current_period_end'] or '-'}"
+        f"{sub.subscription_id}: {sub.status}{ends}, plan {sub.plan}, "
+        f"period until {iso(sub.current_period_end) or '-'}"
     )
-    granted = f"; granted {result['granted']} plan credits" if result["granted"] else ""
-    note(f"{what} for {result['user_id']}: now on plan {result['user_plan']}{granted}")
+    granted = f"; granted {change.granted} plan credits" if change.granted else ""
+    note(f"{what} for {change.user_id}: now on plan {change.user_plan}{granted}")
 
 
 @app.command("show")
@@ -55,22 +60,22 @@ def show_command(
 
     shown = show_subscriptions(current().engine, gateway() if remote else None, user)
     if json:
-        emit_json(shown)
+        emit_json(shown.as_dict())
         return
     table(
-        shown["local"],
+        shown.local,
         COLUMNS,
-        title=f"subscriptions of {shown['user_id']} (local)",
-        empty=f"no subscription recorded locally for {shown['user_id']}",
+        title=f"subscriptions of {shown.user_id} (local)",
+        empty=f"no subscription recorded locally for {shown.user_id}",
     )
-    if remote:
+    if shown.remote is not None:
         table(
-            shown["remote"],
+            [sub.as_dict() for sub in shown.remote],
             COLUMNS,
-            title=f"subscriptions of {shown['user_id']} in Stripe "
-            f"(customer {shown['customer_id'] or '-'})",
-            empty=f"no subscription in Stripe for {shown['user_id']}"
-            + ("" if shown["customer_id"] else " (no Stripe customer yet)"),
+            title=f"subscriptions of {shown.user_id} in Stripe "
+            f"(customer {shown.customer_id or '-'})",
+            empty=f"no subscription in Stripe for {shown.user_id}"
+            + ("" if shown.customer_id else " (no Stripe customer yet)"),
         )
 
 
@@ -94,7 +99,7 @@ def change_command(
     result = change_subscription(
         ctx.engine, gateway(), user, plan, proration=proration, actor=ctx.operator
     )
-    _print_result(result, json, f"changed to {plan}")
+    _print_change(result, json, f"changed to {plan}")
 
 
 @app.command("cancel")
@@ -122,7 +127,7 @@ def cancel_command(
         actor=ctx.operator,
         ended_plan=ctx.settings["credits.default_plan"],
     )
-    _print_result(result, json, "canceled now" if now else "set to cancel at period end")
+    _print_change(result, json, "canceled now" if now else "set to cancel at period end")
 
 
 @app.command("resume")
@@ -136,4 +141,4 @@ def resume_command(user: UserArg, json: Json = False) -> None:
 
     ctx = current()
     result = resume_subscription(ctx.engine, gateway(), user, actor=ctx.operator)
-    _print_result(result, json, "resumed")
+    _print_change(result, json, "resumed")
