@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, Row
 
-from creditctl.accounts.plans import load_plans
+from creditctl.accounts.plans import list_plans, load_plans
 from creditctl.billing.gateway import Gateway
 from creditctl.billing.payloads import obj_id
 from creditctl.billing.request_keys import stripe_write
@@ -18,10 +18,78 @@ from creditctl.config.settings import PlanSpec
 from creditctl.db.engine import read, write
 from creditctl.db.tables import plans
 
+
+@dataclass(frozen=True)
+class PlanDifference:
+    """One thing `plans sync` changes, or would change, to bring a plan into step."""
+
+    plan: str
+    target: Literal["product", "price", "local"]  # the Stripe object, or the local plan row
+    action: Literal["create", "update", "replace", "record"]
+    detail: str
+    stripe_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan,
+            "object": self.target,
+            "action": self.action,
+            "detail": self.detail,
+            "stripe_id": self.stripe_id,
+        }
+
+
+@dataclass(frozen=True)
+class StripeSide:
+    """A plan as Stripe has it, beside the config: its price and what sync would change."""
+
+    in_config: bool  # False: recorded here but no longer declared, so not compared
+    sold: bool  # False: a free plan, renewed locally and never sold in Stripe
+    price_id: str | None = None
+    amount: int | None = None
+    interval: str | None = None
+    active: bool | None = None
+    differences: tuple[PlanDifference, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlanOverview:
+    """A plan as recorded here and, when Stripe was asked, as Stripe has it."""
+
+    local: dict[str, Any]  # the plan row as accounts.plans lists it
+    stripe: StripeSide | None = None  # None: Stripe was not asked
+
+    @property
+    def name(self) -> str:
+        return self.local["name"]
+
+    @property
+    def differences(self) -> tuple[PlanDifference, ...]:
+        return self.stripe.differences if self.stripe else ()
+
+    @property
+    def drifting(self) -> bool:
+        """Stripe or the local row differs from the config: `plans sync` would change it."""
+        return bool(self.differences)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The local row, then Stripe's side; the drift column is the CLI's wording of it."""
+        if self.stripe is None:
+            return dict(self.local)
+        side = self.stripe
+        return {
+            **self.local,
+            "stripe_side_price_id": side.price_id,
+            "stripe_side_amount": side.amount,
+            "stripe_side_interval": side.interval,
+            "stripe_side_active": side.active,
+        }
+
+
 # --- plans sync ---------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class PlanRemote:
     """One plan as the config wants it and as Stripe has it."""
 
@@ -98,59 +166,50 @@ def _find_product(
     return None
 
 
-def plan_differences(plan: PlanRemote) -> list[dict[str, Any]]:
+def plan_differences(plan: PlanRemote) -> list[PlanDifference]:
     """What would change in Stripe and locally to bring this plan into step."""
-    spec, changes = plan.spec, []
-
-    def change(obj: str, action: str, detail: str, stripe_id: str | None = None) -> None:
-        changes.append(
-            {
-                "plan": spec.name,
-                "object": obj,
-                "action": action,
-                "detail": detail,
-                "stripe_id": stripe_id,
-            }
-        )
-
     if not plan.sold:
         return []
-    product, price = plan.product, plan.price
-    if product is None:
-        change("product", "create", f"{spec.display_name!r} {plan_metadata(spec)}")
-    else:
-        detail = _field_drift(product, plan.product_params())
-        if detail:
-            change("product", "update", detail, product["id"])
-    if price is None:
-        change(
-            "price",
-            "create",
-            f"{spec.amount} {spec.currency}/{spec.interval} lookup_key={spec.lookup_key}",
-        )
-    else:
-        replace = _price_drift(price, spec)
-        if replace:
-            change(
-                "price",
-                "replace",
-                f"{replace}; new price takes lookup_key {spec.lookup_key}, old one archived",
-                price["id"],
-            )
-        else:
-            detail = _field_drift(price, {"active": True, "metadata": plan_metadata(spec)})
-            if detail:
-                change("price", "update", detail, price["id"])
+    spec, product, price = plan.spec, plan.product, plan.price
+    changes = [*_product_differences(plan), *_price_differences(plan)]
     have = (plan.row.stripe_product_id, plan.row.stripe_price_id) if plan.row else (None, None)
     found = (product["id"] if product else None, price["id"] if price else None)
     if changes or have != found:
-        change(
-            "local",
-            "record",
-            f"plan row ids {have[0] or '-'} / {have[1] or '-'} are "
-            "set to the synced product and price",
+        changes.append(
+            PlanDifference(
+                spec.name,
+                "local",
+                "record",
+                f"plan row ids {have[0] or '-'} / {have[1] or '-'} are "
+                "set to the synced product and price",
+            )
         )
     return changes
+
+
+def _product_differences(plan: PlanRemote) -> list[PlanDifference]:
+    spec, product = plan.spec, plan.product
+    if product is None:
+        return [
+            PlanDifference(
+                spec.name, "product", "create", f"{spec.display_name!r} {plan_metadata(spec)}"
+            )
+        ]
+    detail = _field_drift(product, plan.product_params())
+    return [PlanDifference(spec.name, "product", "update", detail, product["id"])] if detail else []
+
+
+def _price_differences(plan: PlanRemote) -> list[PlanDifference]:
+    spec, price = plan.spec, plan.price
+    if price is None:
+        detail = f"{spec.amount} {spec.currency}/{spec.interval} lookup_key={spec.lookup_key}"
+        return [PlanDifference(spec.name, "price", "create", detail)]
+    replace = _price_drift(price, spec)
+    if replace:
+        detail = f"{replace}; new price takes lookup_key {spec.lookup_key}, old one archived"
+        return [PlanDifference(spec.name, "price", "replace", detail, price["id"])]
+    detail = _field_drift(price, {"active": True, "metadata": plan_metadata(spec)})
+    return [PlanDifference(spec.name, "price", "update", detail, price["id"])] if detail else []
 
 
 def _price_drift(price: dict[str, Any], spec: PlanSpec) -> str:
@@ -186,14 +245,14 @@ def _field_drift(obj: dict[str, Any], want: dict[str, Any]) -> str:
 
 def sync_plans(
     engine: Engine, gateway: Gateway, specs: Mapping[str, PlanSpec], *, dry_run: bool
-) -> list[dict[str, Any]]:
+) -> list[PlanDifference]:
     """Make Stripe's products and prices match the declared plans; returns the differences.
 
     With `dry_run`, only reads: nothing changes in Stripe or locally.
     """
     if not dry_run:
         load_plans(engine, specs)
-    changes = []
+    changes: list[PlanDifference] = []
     for plan in _remote_plans(engine, gateway, specs):
         differences = plan_differences(plan)
         if differences and not dry_run:
@@ -274,37 +333,25 @@ def _record_plan_ids(engine: Engine, plan: str, product_id: str, price_id: str) 
 
 def plans_overview(
     engine: Engine, gateway: Gateway | None, specs: Mapping[str, PlanSpec]
-) -> list[dict[str, Any]]:
+) -> list[PlanOverview]:
     """Each plan locally and, with a gateway, in Stripe, with its drift."""
-    from creditctl.accounts.plans import list_plans
-
     local = list_plans(engine)
     if gateway is None:
-        return local
+        return [PlanOverview(row) for row in local]
     remote = {plan.spec.name: plan for plan in _remote_plans(engine, gateway, specs)}
-    for row in local:
-        plan = remote.get(row["name"])
-        price = plan.price if plan else None
-        row.update(
-            {
-                "stripe_side_price_id": price["id"] if price else None,
-                "stripe_side_amount": price.get("unit_amount") if price else None,
-                "stripe_side_interval": (price.get("recurring") or {}).get("interval")
-                if price
-                else None,
-                "stripe_side_active": price.get("active") if price else None,
-                "drift": _drift_text(plan),
-            }
-        )
-    return local
+    return [PlanOverview(row, _stripe_side(remote.get(row["name"]))) for row in local]
 
 
-def _drift_text(plan: PlanRemote | None) -> str:
+def _stripe_side(plan: PlanRemote | None) -> StripeSide:
     if plan is None:
-        return "not in config"
-    if not plan.sold:
-        return "local only (free plan)"
-    differences = plan_differences(plan)
-    if not differences:
-        return "in step"
-    return "DRIFT: " + "; ".join(f"{d['object']} {d['action']}" for d in differences)
+        return StripeSide(in_config=False, sold=False)
+    price = plan.price or {}
+    return StripeSide(
+        in_config=True,
+        sold=plan.sold,
+        price_id=price.get("id"),
+        amount=price.get("unit_amount"),
+        interval=(price.get("recurring") or {}).get("interval"),
+        active=price.get("active"),
+        differences=tuple(plan_differences(plan)),
+    )

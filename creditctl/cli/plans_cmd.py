@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from creditctl.cli.context import current
 from creditctl.cli.options import Json
 from creditctl.cli.output import emit_json, note, table
+
+if TYPE_CHECKING:
+    from creditctl.billing.catalog import PlanOverview, StripeSide
 
 app = typer.Typer(
     help="Plans: list them with their Stripe side, and sync them to Stripe.\n\n"
@@ -55,14 +58,33 @@ def list_command(
     from creditctl.cli.stripe_cmd import gateway
 
     ctx = current()
-    rows = plans_overview(ctx.engine, None if local else gateway(), ctx.settings.plans)
+    overview = plans_overview(ctx.engine, None if local else gateway(), ctx.settings.plans)
+    rows = [_row(plan) for plan in overview]
     if json:
         emit_json(rows)
         return
     table(rows, LOCAL_COLUMNS if local else BOTH_COLUMNS, title="plans", empty="no plans")
-    drifting = [r["name"] for r in rows if str(r.get("drift", "")).startswith("DRIFT")]
+    drifting = [plan.name for plan in overview if plan.drifting]
     if drifting:
         note(f"drift in {', '.join(drifting)}: run `creditctl plans sync --dry-run` to see it")
+
+
+def _row(plan: PlanOverview) -> dict[str, Any]:
+    """The plan as --json and the table show it: with Stripe asked, its drift column last."""
+    if plan.stripe is None:
+        return plan.as_dict()
+    return {**plan.as_dict(), "drift": _drift(plan.stripe)}
+
+
+def _drift(side: StripeSide) -> str:
+    """The drift column: why a plan is not compared, or in step, or what sync would change."""
+    if not side.in_config:
+        return "not in config"
+    if not side.sold:
+        return "local only (free plan)"
+    if not side.differences:
+        return "in step"
+    return "DRIFT: " + "; ".join(f"{d.target} {d.action}" for d in side.differences)
 
 
 @app.command("sync")
@@ -80,7 +102,8 @@ def sync_command(
     from creditctl.cli.stripe_cmd import gateway
 
     ctx = current()
-    changes = sync_plans(ctx.engine, gateway(), ctx.settings.plans, dry_run=dry_run)
+    differences = sync_plans(ctx.engine, gateway(), ctx.settings.plans, dry_run=dry_run)
+    changes = [difference.as_dict() for difference in differences]
     if json:
         emit_json({"dry_run": dry_run, "changes": changes})
         return
