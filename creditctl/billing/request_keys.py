@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from creditctl.clock import iso, utcnow
-from creditctl.db.engine import read, write
+from creditctl.clock import utcnow
+from creditctl.db.engine import write
 from creditctl.db.tables import stripe_requests
 from creditctl.errors import Conflict, StripeFailure
 from creditctl.ledger.idempotency import fingerprint
@@ -100,17 +100,3 @@ def drop_key(
         if record is not None:
             record(conn)
         conn.execute(stripe_requests.delete().where(match))
-
-
-def pending_requests(engine: Engine) -> list[dict[str, Any]]:
-    """Stripe writes whose answer was never recorded (a crash or a network failure)."""
-    with read(engine) as conn:
-        rows = conn.execute(sa.select(stripe_requests).order_by(stripe_requests.c.created_at)).all()
-    return [
-        {
-            "operation": r.operation,
-            "idempotency_key": r.idempotency_key,
-            "created_at": iso(r.created_at),
-        }
-        for r in rows
-    ]

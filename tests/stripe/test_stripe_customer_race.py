@@ -1,11 +1,17 @@
 """A customer another process created and recorded meanwhile is used, never created again."""
 
 import sqlalchemy as sa
-from creditctl.db.tables import users
+from creditctl.db.tables import stripe_requests, users
 
 from creditctl.accounts.users import add_user
 from creditctl.billing.customers import _stored_customer
-from creditctl.billing.request_keys import pending_requests, stripe_write
+from creditctl.billing.request_keys import stripe_write
+
+
+def pending_requests(engine) -> list[str]:
+    """Stripe writes whose key is still stored: their answer was never recorded."""
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(stripe_requests.c.operation)).scalars())
 
 
 def test_a_creation_recorded_meanwhile_is_not_sent_again(engine, policy):
