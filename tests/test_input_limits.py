@@ -15,7 +15,7 @@ import pytest
 from helpers import one_error_line, snapshot
 
 from creditctl.errors import InvalidInput
-from creditctl.parsing import parse_when
+from creditctl.parsing.times import parse_when
 
 DIGITS = "1" * 5000
 SHOWN_DIGITS = f"'{'1' * 60}'... (5000 characters)"

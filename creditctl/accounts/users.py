@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from datetime import datetime
 from typing import Any
@@ -21,18 +20,7 @@ from creditctl.ledger.lookup import user_state
 from creditctl.ledger.policy import Policy
 from creditctl.ledger.postings import add_grant
 from creditctl.ledger.transactions import run_write
-from creditctl.parsing import parse_email
-
-_USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
-
-
-def check_user_id(user_id: str) -> str:
-    if not _USER_ID.fullmatch(user_id):
-        raise InvalidInput(
-            f"user id {user_id!r} is not allowed; use 1-128 letters, digits, "
-            "'_', '.', ':' or '-', starting with a letter or digit"
-        )
-    return user_id
+from creditctl.parsing.identity import check_user_id, parse_email
 
 
 def add_user(

@@ -39,7 +39,7 @@ def report(exc: BaseException, as_json: bool = False) -> int:
     """
     exc = _database_failure(exc) or exc
     if isinstance(exc, CreditctlError):
-        from creditctl.parsing import printable
+        from creditctl.cli.output import printable
 
         sys.stderr.write(f"error: {printable(exc.message)}\n")
         if as_json:

@@ -62,7 +62,7 @@ class AppContext:
                 name = getpass.getuser()
             except (KeyError, OSError):
                 name = "unknown"
-        from creditctl.parsing import check_text
+        from creditctl.parsing.text import check_text
 
         name = check_text(name, "operator name (--operator or CREDITCTL_OPERATOR)").strip()
         if not name or len(name) > 200:

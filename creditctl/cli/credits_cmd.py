@@ -32,7 +32,7 @@ HISTORY_COLUMNS = (
 
 
 def _amount(text: str, what: str = "amount") -> int:
-    from creditctl.parsing import parse_amount
+    from creditctl.parsing.numbers import parse_amount
 
     return parse_amount(text, current().settings["credits.max_amount"], what)
 
@@ -47,7 +47,7 @@ def _reason(reason: str | None) -> str:
 
 
 def _id(text: str, what: str) -> int:
-    from creditctl.parsing import parse_id
+    from creditctl.parsing.numbers import parse_id
 
     return parse_id(text, what)
 
@@ -192,7 +192,7 @@ def grant_command(
     """
     from creditctl.errors import InvalidInput
     from creditctl.ledger.corrections import grant
-    from creditctl.parsing import parse_when
+    from creditctl.parsing.times import parse_when
 
     if source not in {"bonus", "promotion", "admin"}:
         raise InvalidInput(f"source {source!r} is not one of bonus, promotion, admin")
@@ -228,7 +228,7 @@ def adjust_command(
     Example: creditctl credits adjust alice@example.com -20 --reason "duplicate render"
     """
     from creditctl.ledger.corrections import adjust
-    from creditctl.parsing import parse_delta
+    from creditctl.parsing.numbers import parse_delta
 
     ctx = current()
     change = parse_delta(delta, ctx.settings["credits.max_amount"])
@@ -278,7 +278,7 @@ def history_command(
     """
     from creditctl.errors import InvalidInput
     from creditctl.ledger.history import history
-    from creditctl.parsing import parse_when
+    from creditctl.parsing.times import parse_when
 
     if format not in {"table", "csv", "json"}:
         raise InvalidInput(f"format {format!r} is not one of table, csv, json")
@@ -315,7 +315,7 @@ def reserve_command(
     Example: creditctl credits reserve alice@example.com 5 --ttl 30m --ref render-42
     """
     from creditctl.ledger.holds import reserve
-    from creditctl.parsing import parse_duration
+    from creditctl.parsing.times import parse_duration
 
     ctx = current()
     credits = _amount(amount)

@@ -18,7 +18,7 @@ app = typer.Typer(
 
 
 def _feature(value: str) -> str:
-    from creditctl.parsing import parse_text
+    from creditctl.parsing.text import parse_text
 
     return parse_text(value, "feature", 200)
 

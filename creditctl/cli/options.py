@@ -11,7 +11,7 @@ MAX_USER_TEXT = 254  # a user id is at most 128 characters and an email at most 
 
 def _user(value: str | None) -> str | None:
     from creditctl.errors import InvalidInput
-    from creditctl.parsing import check_text
+    from creditctl.parsing.text import check_text
 
     if value is None:
         return None
@@ -25,7 +25,7 @@ def _user(value: str | None) -> str | None:
 
 
 def _reference(value: str | None) -> str | None:
-    from creditctl.parsing import parse_reference
+    from creditctl.parsing.text import parse_reference
 
     return parse_reference(value)
 
@@ -37,7 +37,7 @@ def _key(value: str | None) -> str | None:
 
 
 def _reason(value: str | None) -> str | None:
-    from creditctl.parsing import check_text
+    from creditctl.parsing.text import check_text
 
     return None if value is None else check_text(value, "reason")
 
@@ -45,7 +45,7 @@ def _reason(value: str | None) -> str | None:
 def _moment(label: str):
     def check(value: str | None) -> str | None:
         """Refuse an empty or malformed date now; the command reads it again when it needs it."""
-        from creditctl.parsing import parse_when
+        from creditctl.parsing.times import parse_when
 
         if value is not None:
             parse_when(value, label)

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from creditctl.parsing.text import CONTROL, SURROGATE
+
 # Cells a spreadsheet would run as a formula (OWASP's CSV injection list).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -55,9 +57,13 @@ def table(
     Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(grid)
 
 
-def _shown(value: Any) -> str:
-    from creditctl.parsing import printable
+def printable(text: str) -> str:
+    """Text with any control character shown as an escape, for printing what is stored."""
+    escaped = CONTROL.sub(lambda found: ascii(found.group())[1:-1], text)
+    return SURROGATE.sub(lambda found: ascii(found.group())[1:-1], escaped)
 
+
+def _shown(value: Any) -> str:
     return "" if value is None else printable(str(value))
 
 

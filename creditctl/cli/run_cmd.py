@@ -35,7 +35,8 @@ def run(
     Example: creditctl run alice@example.com 5 --ref render-42 -- ./render.sh scene.blend
     """
     from creditctl.cli.output import warn
-    from creditctl.parsing import parse_amount, parse_duration
+    from creditctl.parsing.numbers import parse_amount
+    from creditctl.parsing.times import parse_duration
     from creditctl.runner import run_with_hold
 
     ctx = current()

@@ -18,7 +18,7 @@ MAX_OFFSET = 2**31 - 1
 
 
 def _name(value: str | None) -> str | None:
-    from creditctl.parsing import check_text
+    from creditctl.parsing.text import check_text
 
     return None if value is None else check_text(value, "name")
 
@@ -97,7 +97,7 @@ def search_command(
     Example: creditctl users search example.com
     """
     from creditctl.accounts.users import search_users
-    from creditctl.parsing import parse_search
+    from creditctl.parsing.identity import parse_search
 
     rows = search_users(current().engine, parse_search(query))
     if json:

@@ -31,7 +31,7 @@ LIST_COLUMNS = (
 
 
 def _since(text: str | None) -> Any:
-    from creditctl.parsing import parse_when
+    from creditctl.parsing.times import parse_when
 
     return parse_when(text, "--since") if text is not None else None
 

@@ -284,7 +284,7 @@ def load_settings(
             f"config key credits.default_plan names plan "
             f"{values['credits.default_plan']!r}, which is not declared in [plans]"
         )
-    from creditctl.parsing import parse_duration
+    from creditctl.parsing.times import parse_duration
 
     try:
         parse_duration(values["credits.hold_ttl"])

@@ -11,6 +11,7 @@ from typing import Any
 
 from creditctl.config.database_url import check_database_url
 from creditctl.errors import ConfigError
+from creditctl.parsing.text import control_character
 
 # The schema's bound on a balance and on any one amount (db/models.py MAX_CREDITS), repeated
 # here so loading the configuration needs no SQLAlchemy; tests/test_settings.py checks they agree.
@@ -98,8 +99,6 @@ def secret_list(key: str, value: Any) -> tuple[str, ...]:
 
 def plain(where: str, value: str) -> str:
     """Plan names and features are printed in tables: no control characters."""
-    from creditctl.parsing import control_character
-
     found = control_character(value)
     if found:
         raise ConfigError(f"config key {where} contains {found}; remove it")
