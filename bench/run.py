@@ -72,7 +72,7 @@ def _rates(ours, floor, rounds: int = ROUNDS) -> tuple[float, float]:
 
 def inprocess(url: str) -> tuple[float, float]:
     """Domain-layer deducts per second (creditctl.ledger.spending.deduct: the rules of
-    creditctl.ledger.usage on the engine's pooled connection, running the same pre-rendered
+    creditctl.ledger.rules on the engine's pooled connection, running the same pre-rendered
     statements as the CLI's fast path), and the raw driver's on a second user."""
     from creditctl.db.engine import make_engine
 
@@ -325,7 +325,7 @@ def render(rows: list[tuple[str, str, str, str]]) -> str:
 
 NOTES = """\
 The in-process deducts run creditctl.ledger.spending.deduct: the rules of
-creditctl.ledger.usage on a connection from the engine's pool, with the statements rendered
+creditctl.ledger.rules on a connection from the engine's pool, with the statements rendered
 into creditctl/ledger/_fastsql.py, the very texts `credits deduct` runs on the bare driver.
 `CREDITCTL_FASTPATH=0` makes the CLI take the full path (SQLAlchemy's engine), to compare.
 

@@ -1,7 +1,8 @@
 """How creditctl connects, in one place: the engine and the ledger's bare-driver path share it.
 
 No SQLAlchemy here: the render scripts' fast path imports this module to open the very
-connection the engine would, without paying for SQLAlchemy's import.
+connection the engine would, without paying for SQLAlchemy's import. Which URLs are accepted,
+and what each side connects with, is creditctl.config.database_url's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from typing import Any
 # tests/test_hot_path_executors.py checks it matches SQLAlchemy's own bind processing.
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 POSTGRES_CONNECT_ARGS: dict[str, Any] = {"connect_timeout": 5, "application_name": "creditctl"}
-POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
+
+
+def sqlite_connect_args(busy_timeout_ms: int) -> dict[str, Any]:
+    """sqlite3.connect's arguments: it waits as long for a lock while opening the file."""
+    return {"timeout": busy_timeout_ms / 1000}
 
 
 def sqlite_pragmas(busy_timeout_ms: int) -> tuple[str, ...]:

@@ -1,7 +1,12 @@
 """The bare-driver fast path: same SQL as the ledger, same results, steps aside when unsure."""
 
+import pytest
+from creditctl.db.tables import entries
+
 from creditctl.accounts.users import add_user
-from creditctl.ledger import fastpath, fastsql_build
+from creditctl.clock import utcnow
+from creditctl.ledger import drivers, fastpath, fastsql_build, rules
+from creditctl.ledger._fastsql import STATEMENTS
 from creditctl.ledger.audit import verify
 from creditctl.ledger.balances import balance as full_balance
 from creditctl.ledger.history import history
@@ -12,6 +17,45 @@ def test_rendered_statements_are_current():
         assert handle.read() == fastsql_build.source(), (
             "creditctl/ledger/_fastsql.py is stale: run python -m creditctl.ledger.fastsql_build"
         )
+
+
+class Recording:
+    """An executor that records the parameters of every statement it passes on."""
+
+    def __init__(self, ex):
+        self.ex, self.params = ex, {}
+
+    def one(self, name, params):
+        self.params[name] = params
+        return self.ex.one(name, params)
+
+    def run(self, name, params):
+        self.params[name] = params
+        return self.ex.run(name, params)
+
+    def __getattr__(self, name):
+        return getattr(self.ex, name)
+
+
+def test_a_ledger_entry_is_written_with_every_column(engine, database_url, policy):
+    """sqlite3 and psycopg ignore a named parameter no statement uses: the columns deduct gives,
+    the columns the rendered INSERT names and the table's columns are one list."""
+    assert tuple(c.name for c in entries.columns if c.name != "id") == rules.ENTRY_COLUMNS
+    add_user(engine, "e@example.com", user_id="e1", actor="t", policy=policy, plan="free")
+    seen = []
+
+    def deduct(ex):
+        seen.append(Recording(ex))
+        return rules.deduct(seen[-1], "e1", 1, actor="t", policy=policy, now=utcnow(), key="k")
+
+    drivers.on_url(database_url, 5000, deduct, write=True)
+    assert sorted(seen[0].params["insert_entry"]) == sorted(rules.ENTRY_COLUMNS)
+    for dialect in STATEMENTS.values():
+        sql = dialect["insert_entry"][0]
+        named = sql.partition("(")[2].partition(")")[0].split(", ")
+        assert tuple(named) == rules.ENTRY_COLUMNS
+    with pytest.raises(TypeError, match="unknown_column"):
+        rules.entry_values(**seen[0].params["insert_entry"], unknown_column=1)
 
 
 def _database(engine, database_url):

@@ -9,15 +9,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from creditctl.db.connection_settings import sqlite_moment, sqlite_time
+from creditctl.db.engine import read
+from creditctl.db.tables import users
 from helpers import new_user
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from creditctl.clock import utcnow
 from creditctl.errors import InsufficientCredits
-from creditctl.ledger import balances, corrections, drivers, fastpath, holds, usage
+from creditctl.ledger import balances, corrections, drivers, fastpath, holds, lookup, rules
 from creditctl.ledger.policy import Policy
 from creditctl.ledger.sql_executor import SqlExecutor
+from creditctl.ledger.statements import STALE
 from creditctl.ledger.transactions import run_write
 
 _ids = itertools.count()
@@ -54,7 +58,7 @@ def test_both_executors_deduct_and_check_alike(engine, database_url, policy):
         bare, full = _both(
             engine,
             database_url,
-            lambda ex, u=user, n=amount: usage.deduct(
+            lambda ex, u=user, n=amount: rules.deduct(
                 ex, u, n, actor="t", policy=policy, now=now, ref="r"
             ),
         )
@@ -63,7 +67,7 @@ def test_both_executors_deduct_and_check_alike(engine, database_url, policy):
         assert full.entry_id == bare.entry_id + 1
         assert full.available == bare.available + full.amount
     bare, full = _both(
-        engine, database_url, lambda ex: usage.check(ex, "a", 1000, policy=policy, now=now)
+        engine, database_url, lambda ex: rules.check(ex, "a", 1000, policy=policy, now=now)
     )
     assert bare.balance == full.balance and str(bare.refusal) == str(full.refusal)
 
@@ -121,3 +125,47 @@ def test_a_balance_counted_as_swept_is_what_the_sweep_leaves(
     ).balance
     swept = balances.balance(engine, user)
     assert (counted.available, counted.held) == (swept.available, swept.held)
+
+
+MOMENTS = {"never": None, "past": -60, "now": 0, "later": 60}
+
+
+def test_stale_means_one_thing_in_python_and_in_sql(engine, database_url, policy):
+    """A user is stale (an expiry due and not swept) by the same rule in the sweep's selection
+    (SQL), the full path's check (datetimes), the bare driver's (SQLite's stored text) and the
+    spending gate, which steps aside for exactly those users."""
+    now = utcnow()
+    expected = set()
+    for grant_due, hold_due in itertools.product(MOMENTS, repeat=2):
+        user = f"{grant_due}-{hold_due}"
+        new_user(engine, policy, user)
+        due = {
+            column: None if MOMENTS[when] is None else now + timedelta(minutes=MOMENTS[when])
+            for column, when in (("next_grant_expiry", grant_due), ("next_hold_expiry", hold_due))
+        }
+        with engine.begin() as conn:
+            conn.execute(users.update().where(users.c.id == user).values(**due))
+        if {grant_due, hold_due} & {"past", "now"}:
+            expected.add(user)
+    everyone = [f"{g}-{h}" for g, h in itertools.product(MOMENTS, repeat=2)]
+    with read(engine) as conn:
+        in_sql = set(conn.execute(select(users.c.id).where(STALE), {"now": now}).scalars())
+        in_python = {u for u in everyone if lookup.needs_sweep(lookup.user_state(conn, u), now)}
+    on_the_driver = drivers.on_url(
+        database_url,
+        5000,
+        lambda ex: {u for u in everyone if rules.is_stale(rules.user_state(ex, u), ex.time(now))},
+        write=False,
+    )
+    stepped_aside = set()
+    for user in everyone:
+        try:
+            drivers.on_url(
+                database_url,
+                5000,
+                lambda ex, u=user: rules.take(ex, u, 1, now=now, policy=policy),
+                write=False,
+            )
+        except rules.SweepFirst:
+            stepped_aside.add(user)
+    assert in_sql == in_python == on_the_driver == stepped_aside == expected

@@ -18,7 +18,7 @@ import pytest
 from creditctl.db.engine import make_engine
 from helpers import cli_env, creditctl_executable, new_user, one_error_line, snapshot
 
-from creditctl.errors import DatabaseUnavailable
+from creditctl.errors import DatabaseBusy
 from creditctl.ledger import fastpath, history, spending
 from creditctl.ledger.balances import balance
 
@@ -89,8 +89,9 @@ def test_a_lock_held_past_the_busy_timeout_is_one_line_and_exit_7(
     with write_lock(database_url):
         out, err = _deduct(database_url, tmp_path, fast, "--key", "k1").communicate(timeout=60)
     assert one_error_line(err) == (
-        "error: the database is busy: another process held its write lock longer than "
-        "database.busy_timeout_ms (300 ms); nothing was written, try again"
+        f"error: database {database_url} stayed locked by another writer for longer than "
+        "database.busy_timeout_ms; nothing was changed; try again, or raise "
+        "database.busy_timeout_ms"
     )
     assert out == ""
     assert snapshot(engine) == before
@@ -105,10 +106,10 @@ def test_the_fast_path_waits_one_busy_timeout_not_two(sqlite_only, user, databas
     database = fastpath.Database(database_url, 200, no_engine)
     in_process = make_engine(database_url, busy_timeout_ms=200)
     with write_lock(database_url):
-        with pytest.raises(DatabaseUnavailable) as refused:
+        with pytest.raises(DatabaseBusy) as refused:
             fastpath.deduct(database, "u1", 1, actor="t", policy=policy)
         assert refused.value.exit_code == 7
-        with pytest.raises(DatabaseUnavailable, match="database is busy"):
+        with pytest.raises(DatabaseBusy, match="stayed locked by another writer"):
             spending.deduct(in_process, "u1", 1, actor="t", policy=policy)
     in_process.dispose()
 

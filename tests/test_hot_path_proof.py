@@ -2,18 +2,23 @@
 
 The engine factory fails the test if called, so a fast path that stepped aside to the full
 path (SQLAlchemy) is caught, by id and by email, with and without a key, on both databases.
+The in-process deduct runs the same statements on a connection from the engine's pool, never
+through SQLAlchemy's Connection; and a step-aside costs one SQLAlchemy transaction, not two.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from creditctl.db.engine import make_engine
 from helpers import new_user, snapshot
+from sqlalchemy import event
 
 from creditctl.clock import utcnow
 from creditctl.errors import InsufficientCredits, PaymentOverdue, UnknownUser
-from creditctl.ledger import corrections, fastpath, history
+from creditctl.ledger import corrections, fastpath, history, spending
 from creditctl.ledger.audit import verify
 from creditctl.ledger.balances import balance as full_balance
 from creditctl.ledger.policy import Policy
@@ -121,3 +126,78 @@ def _stored(database_url: str, moment):
     from creditctl.db.connection_settings import sqlite_time
 
     return sqlite_time(moment) if database_url.startswith("sqlite") else moment
+
+
+# --- the in-process deduct, and what a step-aside costs ----------------------------------------
+
+
+@contextmanager
+def watched(engine):
+    """What the engine is asked for: connections from its pool, and statements run through
+    SQLAlchemy's Connection (which the bare driver on a pooled connection never uses)."""
+    seen = {"checkouts": 0, "sqlalchemy": []}
+
+    def checkout(*_):
+        seen["checkouts"] += 1
+
+    def execute(_conn, _cursor, statement, *_):
+        seen["sqlalchemy"].append(statement)
+
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "before_cursor_execute", execute)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "checkout", checkout)
+        event.remove(engine, "before_cursor_execute", execute)
+
+
+@pytest.fixture
+def stale(engine, user):
+    """u1 with a grant of 10 that expired an hour ago, not swept yet."""
+    past = utcnow() - timedelta(hours=2)
+    corrections.grant(
+        engine, "u1", 10, actor="t", reason="r", expires_at=past + timedelta(hours=1), now=past
+    )
+    return "u1"
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_the_in_process_deduct_runs_on_a_pooled_bare_connection(engine, policy, user, who):
+    full_balance(engine, "u1")  # the pool's first connection, and the dialect's first look
+    with watched(engine) as seen:
+        for key in (None, "k1", "k1"):  # plain, keyed, replayed
+            spending.deduct(engine, who, 1, actor="t", policy=policy, key=key)
+    assert seen == {"checkouts": 3, "sqlalchemy": []}
+    assert full_balance(engine, "u1").available == 103
+
+
+def test_the_watch_sees_the_sqlalchemy_path(engine, policy, stale):
+    """Control: a user with something to sweep takes SQLAlchemy's transaction, and it shows."""
+    with watched(engine) as seen:
+        spending.deduct(engine, stale, 1, actor="t", policy=policy)
+    assert seen["checkouts"] == 2 and seen["sqlalchemy"]
+
+
+def test_a_fast_deduct_that_steps_aside_opens_one_transaction_more(database_url, policy, stale):
+    """The bare driver stepped aside (a sweep is due): the full path does not try it again."""
+    full = make_engine(database_url)
+    try:
+        with watched(full) as seen:
+            fast = fastpath.Database(database_url, 5000, lambda: full)
+            spent = fastpath.deduct(fast, stale, 1, actor="t", policy=policy)
+        assert seen["checkouts"] == 1
+        assert spent.available == 104  # the expired 10 were swept first
+    finally:
+        full.dispose()
+
+
+def test_a_fast_balance_that_steps_aside_opens_one_transaction_more(database_url, stale):
+    full = make_engine(database_url)
+    try:
+        with watched(full) as seen:
+            found = fastpath.balance(fastpath.Database(database_url, 5000, lambda: full), stale)
+        assert seen["checkouts"] == 1
+        assert found.available == 105
+    finally:
+        full.dispose()

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from helpers import cli_env, new_user
+from lock_holders import write_lock
 
 from creditctl.ledger.holds import reserve
 
@@ -35,7 +36,12 @@ sys.stderr.write("MODULES " + json.dumps({"code": code, "modules": sorted(sys.mo
 
 
 def imported(
-    args: list[str], database_url: str, cwd, preimport: str = "", env: dict | None = None
+    args: list[str],
+    database_url: str,
+    cwd,
+    preimport: str = "",
+    env: dict | None = None,
+    code: int = 0,
 ) -> set[str]:
     result = subprocess.run(
         [sys.executable, "-c", HARNESS, json.dumps(args), preimport],
@@ -47,7 +53,7 @@ def imported(
     )
     line = [x for x in result.stderr.splitlines() if x.startswith("MODULES ")][-1]
     report = json.loads(line.removeprefix("MODULES "))
-    assert report["code"] == 0, (args, result.stderr)
+    assert report["code"] == code, (args, result.stderr)
     return {m.split(".")[0] for m in report["modules"]}
 
 
@@ -77,6 +83,17 @@ def test_hot_path_commands_stay_lean(hot_path_user, database_url, tmp_path):
     for args, heavy_modules in commands:
         heavy = sorted(set(heavy_modules) & imported(args, database_url, tmp_path))
         assert heavy == [], f"creditctl {' '.join(args)} imported {heavy}"
+
+
+def test_a_refused_or_busy_deduct_stays_lean(hot_path_user, database_url, tmp_path):
+    """Reporting the refusal loads no more than the deduct: too few credits (exit 3), and a
+    lock not granted in time (exit 7, worded by creditctl.db.failures)."""
+    args = ["credits", "deduct", "u1", "1000", "--json"]
+    assert not set(BARE) & imported(args, database_url, tmp_path, code=3)
+    with write_lock(database_url) as wait_briefly:
+        args = ["credits", "deduct", "u1", "1", "--json"]
+        modules = imported(args, database_url, tmp_path, env=wait_briefly, code=7)
+    assert not set(BARE) & modules
 
 
 def test_the_full_path_switch_does_load_sqlalchemy(hot_path_user, database_url, tmp_path):

@@ -68,7 +68,7 @@ def _database_failure(exc: BaseException) -> CreditctlError | None:
     """A database error no layer translated (the bare-driver fast path's), in words, or None."""
     if type(exc).__module__.partition(".")[0] not in {"sqlalchemy", "sqlite3", "psycopg"}:
         return None
-    from creditctl.db.engine import database_failure
+    from creditctl.db.failures import database_failure  # no SQLAlchemy: a lean command's too
 
     context = current()
     url = context.settings.database_url if "settings" in context.__dict__ else None

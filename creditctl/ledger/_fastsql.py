@@ -116,12 +116,13 @@ STATEMENTS: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         ),
         "insert_entry": (
             "INSERT INTO ledger_entries (user_id, type, amount, balance_after, quantity, "
-            "description, actor, reference, idempotency_key, request_hash, created_at) VALUES "
-            "(%(user_id)s::VARCHAR, %(type)s::VARCHAR, %(amount)s::INTEGER, "
-            "%(balance_after)s::INTEGER, %(quantity)s::INTEGER, %(description)s::VARCHAR, "
-            "%(actor)s::VARCHAR, %(reference)s::VARCHAR, %(idempotency_key)s::VARCHAR, "
-            "%(request_hash)s::VARCHAR, %(created_at)s::TIMESTAMP WITH TIME ZONE) RETURNING "
-            "ledger_entries.id",
+            "description, actor, reference, idempotency_key, request_hash, grant_id, hold_id, "
+            "reverses_entry_id, created_at) VALUES (%(user_id)s::VARCHAR, %(type)s::VARCHAR, "
+            "%(amount)s::INTEGER, %(balance_after)s::INTEGER, %(quantity)s::INTEGER, "
+            "%(description)s::VARCHAR, %(actor)s::VARCHAR, %(reference)s::VARCHAR, "
+            "%(idempotency_key)s::VARCHAR, %(request_hash)s::VARCHAR, %(grant_id)s::INTEGER, "
+            "%(hold_id)s::INTEGER, %(reverses_entry_id)s::INTEGER, %(created_at)s::TIMESTAMP WITH "
+            "TIME ZONE) RETURNING ledger_entries.id",
             {},
         ),
         "lock_user": (
@@ -151,24 +152,22 @@ STATEMENTS: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         ),
         "take_by_email": (
             "UPDATE users SET balance=(users.balance - %(n)s::INTEGER) WHERE users.email_key = "
-            "%(who)s::VARCHAR AND users.balance >= %(n)s::INTEGER AND (users.next_grant_expiry IS "
-            "NULL OR users.next_grant_expiry > %(now)s::TIMESTAMP WITH TIME ZONE) AND "
-            "(users.next_hold_expiry IS NULL OR users.next_hold_expiry > %(now)s::TIMESTAMP WITH "
-            "TIME ZONE) AND (users.past_due_since IS NULL OR users.past_due_since > "
-            "%(usage_cutoff)s::TIMESTAMP WITH TIME ZONE) AND users.plan IN (SELECT plans.name "
-            "\nFROM plans \nWHERE plans.credits IS NOT NULL) RETURNING users.id, users.balance, "
-            "users.held, users.plan",
+            "%(who)s::VARCHAR AND users.balance >= %(n)s::INTEGER AND NOT "
+            "coalesce(users.next_grant_expiry <= %(now)s::TIMESTAMP WITH TIME ZONE OR "
+            "users.next_hold_expiry <= %(now)s::TIMESTAMP WITH TIME ZONE, false) AND "
+            "(users.past_due_since IS NULL OR users.past_due_since > %(usage_cutoff)s::TIMESTAMP "
+            "WITH TIME ZONE) AND users.plan IN (SELECT plans.name \nFROM plans \nWHERE "
+            "plans.credits IS NOT NULL) RETURNING users.id, users.balance, users.held, users.plan",
             {},
         ),
         "take_by_id": (
             "UPDATE users SET balance=(users.balance - %(n)s::INTEGER) WHERE users.id = "
-            "%(who)s::VARCHAR AND users.balance >= %(n)s::INTEGER AND (users.next_grant_expiry IS "
-            "NULL OR users.next_grant_expiry > %(now)s::TIMESTAMP WITH TIME ZONE) AND "
-            "(users.next_hold_expiry IS NULL OR users.next_hold_expiry > %(now)s::TIMESTAMP WITH "
-            "TIME ZONE) AND (users.past_due_since IS NULL OR users.past_due_since > "
-            "%(usage_cutoff)s::TIMESTAMP WITH TIME ZONE) AND users.plan IN (SELECT plans.name "
-            "\nFROM plans \nWHERE plans.credits IS NOT NULL) RETURNING users.id, users.balance, "
-            "users.held, users.plan",
+            "%(who)s::VARCHAR AND users.balance >= %(n)s::INTEGER AND NOT "
+            "coalesce(users.next_grant_expiry <= %(now)s::TIMESTAMP WITH TIME ZONE OR "
+            "users.next_hold_expiry <= %(now)s::TIMESTAMP WITH TIME ZONE, false) AND "
+            "(users.past_due_since IS NULL OR users.past_due_since > %(usage_cutoff)s::TIMESTAMP "
+            "WITH TIME ZONE) AND users.plan IN (SELECT plans.name \nFROM plans \nWHERE "
+            "plans.credits IS NOT NULL) RETURNING users.id, users.balance, users.held, users.plan",
             {},
         ),
         "take_hold_by_email": (
@@ -176,10 +175,9 @@ STATEMENTS: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
             "%(n)s::INTEGER), next_hold_expiry=CASE WHEN (users.next_hold_expiry IS NULL OR "
             "users.next_hold_expiry > %(expires)s::TIMESTAMP WITH TIME ZONE) THEN %(expires)s "
             "ELSE users.next_hold_expiry END WHERE users.email_key = %(who)s::VARCHAR AND "
-            "users.balance >= %(n)s::INTEGER AND (users.next_grant_expiry IS NULL OR "
-            "users.next_grant_expiry > %(now)s::TIMESTAMP WITH TIME ZONE) AND "
-            "(users.next_hold_expiry IS NULL OR users.next_hold_expiry > %(now)s::TIMESTAMP WITH "
-            "TIME ZONE) AND (users.past_due_since IS NULL OR users.past_due_since > "
+            "users.balance >= %(n)s::INTEGER AND NOT coalesce(users.next_grant_expiry <= "
+            "%(now)s::TIMESTAMP WITH TIME ZONE OR users.next_hold_expiry <= %(now)s::TIMESTAMP "
+            "WITH TIME ZONE, false) AND (users.past_due_since IS NULL OR users.past_due_since > "
             "%(usage_cutoff)s::TIMESTAMP WITH TIME ZONE) AND users.plan IN (SELECT plans.name "
             "\nFROM plans \nWHERE plans.credits IS NOT NULL) RETURNING users.id, users.balance, "
             "users.held, users.plan",
@@ -190,12 +188,12 @@ STATEMENTS: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
             "%(n)s::INTEGER), next_hold_expiry=CASE WHEN (users.next_hold_expiry IS NULL OR "
             "users.next_hold_expiry > %(expires)s::TIMESTAMP WITH TIME ZONE) THEN %(expires)s "
             "ELSE users.next_hold_expiry END WHERE users.id = %(who)s::VARCHAR AND users.balance "
-            ">= %(n)s::INTEGER AND (users.next_grant_expiry IS NULL OR users.next_grant_expiry > "
-            "%(now)s::TIMESTAMP WITH TIME ZONE) AND (users.next_hold_expiry IS NULL OR "
-            "users.next_hold_expiry > %(now)s::TIMESTAMP WITH TIME ZONE) AND "
-            "(users.past_due_since IS NULL OR users.past_due_since > %(usage_cutoff)s::TIMESTAMP "
-            "WITH TIME ZONE) AND users.plan IN (SELECT plans.name \nFROM plans \nWHERE "
-            "plans.credits IS NOT NULL) RETURNING users.id, users.balance, users.held, users.plan",
+            ">= %(n)s::INTEGER AND NOT coalesce(users.next_grant_expiry <= %(now)s::TIMESTAMP "
+            "WITH TIME ZONE OR users.next_hold_expiry <= %(now)s::TIMESTAMP WITH TIME ZONE, "
+            "false) AND (users.past_due_since IS NULL OR users.past_due_since > "
+            "%(usage_cutoff)s::TIMESTAMP WITH TIME ZONE) AND users.plan IN (SELECT plans.name "
+            "\nFROM plans \nWHERE plans.credits IS NOT NULL) RETURNING users.id, users.balance, "
+            "users.held, users.plan",
             {},
         ),
     },
@@ -297,9 +295,10 @@ STATEMENTS: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         ),
         "insert_entry": (
             "INSERT INTO ledger_entries (user_id, type, amount, balance_after, quantity, "
-            "description, actor, reference, idempotency_key, request_hash, created_at) VALUES "
-            "(:user_id, :type, :amount, :balance_after, :quantity, :description, :actor, "
-            ":reference, :idempotency_key, :request_hash, :created_at) RETURNING id",
+            "description, actor, reference, idempotency_key, request_hash, grant_id, hold_id, "
+            "reverses_entry_id, created_at) VALUES (:user_id, :type, :amount, :balance_after, "
+            ":quantity, :description, :actor, :reference, :idempotency_key, :request_hash, "
+            ":grant_id, :hold_id, :reverses_entry_id, :created_at) RETURNING id",
             {},
         ),
         "lock_user": (
@@ -326,29 +325,26 @@ STATEMENTS: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         ),
         "take_by_email": (
             "UPDATE users SET balance=(users.balance - :n) WHERE users.email_key = :who AND "
-            "users.balance >= :n AND (users.next_grant_expiry IS NULL OR users.next_grant_expiry "
-            "> :now) AND (users.next_hold_expiry IS NULL OR users.next_hold_expiry > :now) AND "
-            "(users.past_due_since IS NULL OR users.past_due_since > :usage_cutoff) AND "
-            'users."plan" IN (SELECT plans.name \nFROM plans \nWHERE plans.credits IS NOT NULL) '
-            'RETURNING id, balance, held, "plan"',
+            "users.balance >= :n AND coalesce(users.next_grant_expiry <= :now OR "
+            "users.next_hold_expiry <= :now, 0) = 0 AND (users.past_due_since IS NULL OR "
+            'users.past_due_since > :usage_cutoff) AND users."plan" IN (SELECT plans.name \nFROM '
+            'plans \nWHERE plans.credits IS NOT NULL) RETURNING id, balance, held, "plan"',
             {},
         ),
         "take_by_id": (
             "UPDATE users SET balance=(users.balance - :n) WHERE users.id = :who AND "
-            "users.balance >= :n AND (users.next_grant_expiry IS NULL OR users.next_grant_expiry "
-            "> :now) AND (users.next_hold_expiry IS NULL OR users.next_hold_expiry > :now) AND "
-            "(users.past_due_since IS NULL OR users.past_due_since > :usage_cutoff) AND "
-            'users."plan" IN (SELECT plans.name \nFROM plans \nWHERE plans.credits IS NOT NULL) '
-            'RETURNING id, balance, held, "plan"',
+            "users.balance >= :n AND coalesce(users.next_grant_expiry <= :now OR "
+            "users.next_hold_expiry <= :now, 0) = 0 AND (users.past_due_since IS NULL OR "
+            'users.past_due_since > :usage_cutoff) AND users."plan" IN (SELECT plans.name \nFROM '
+            'plans \nWHERE plans.credits IS NOT NULL) RETURNING id, balance, held, "plan"',
             {},
         ),
         "take_hold_by_email": (
             "UPDATE users SET balance=(users.balance - :n), held=(users.held + :n), "
             "next_hold_expiry=CASE WHEN (users.next_hold_expiry IS NULL OR users.next_hold_expiry "
             "> :expires) THEN :expires ELSE users.next_hold_expiry END WHERE users.email_key = "
-            ":who AND users.balance >= :n AND (users.next_grant_expiry IS NULL OR "
-            "users.next_grant_expiry > :now) AND (users.next_hold_expiry IS NULL OR "
-            "users.next_hold_expiry > :now) AND (users.past_due_since IS NULL OR "
+            ":who AND users.balance >= :n AND coalesce(users.next_grant_expiry <= :now OR "
+            "users.next_hold_expiry <= :now, 0) = 0 AND (users.past_due_since IS NULL OR "
             'users.past_due_since > :usage_cutoff) AND users."plan" IN (SELECT plans.name \nFROM '
             'plans \nWHERE plans.credits IS NOT NULL) RETURNING id, balance, held, "plan"',
             {},
@@ -357,11 +353,10 @@ STATEMENTS: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
             "UPDATE users SET balance=(users.balance - :n), held=(users.held + :n), "
             "next_hold_expiry=CASE WHEN (users.next_hold_expiry IS NULL OR users.next_hold_expiry "
             "> :expires) THEN :expires ELSE users.next_hold_expiry END WHERE users.id = :who AND "
-            "users.balance >= :n AND (users.next_grant_expiry IS NULL OR users.next_grant_expiry "
-            "> :now) AND (users.next_hold_expiry IS NULL OR users.next_hold_expiry > :now) AND "
-            "(users.past_due_since IS NULL OR users.past_due_since > :usage_cutoff) AND "
-            'users."plan" IN (SELECT plans.name \nFROM plans \nWHERE plans.credits IS NOT NULL) '
-            'RETURNING id, balance, held, "plan"',
+            "users.balance >= :n AND coalesce(users.next_grant_expiry <= :now OR "
+            "users.next_hold_expiry <= :now, 0) = 0 AND (users.past_due_since IS NULL OR "
+            'users.past_due_since > :usage_cutoff) AND users."plan" IN (SELECT plans.name \nFROM '
+            'plans \nWHERE plans.credits IS NOT NULL) RETURNING id, balance, held, "plan"',
             {},
         ),
     },

@@ -17,13 +17,14 @@ from creditctl.errors import (
     NotFound,
 )
 from creditctl.ledger.idempotency import fingerprint
-from creditctl.ledger.lookup import current_user
 from creditctl.ledger.policy import Policy
 from creditctl.ledger.postings import add_grant, post_entry
 from creditctl.ledger.replays import find_previous, replayed
 from creditctl.ledger.results import Posting
+from creditctl.ledger.rules import NO_GRANT
 from creditctl.ledger.spending import take
-from creditctl.ledger.statements import LOCK_USER, NO_GRANT
+from creditctl.ledger.statements import LOCK_USER
+from creditctl.ledger.sweep import find_and_sweep
 from creditctl.ledger.transactions import run_write
 
 REVERSIBLE = {"usage", "adjustment", "grant", "bonus", "refund", "reset"}
@@ -51,7 +52,7 @@ def grant(
     request = fingerprint("grant", amount, source, iso(expires_at), reason)
 
     def operation(conn: Connection) -> Posting:
-        user_id = current_user(conn, user, now)
+        user_id = find_and_sweep(conn, user, now)
         previous = find_previous(conn, user_id, key, request)
         if previous is not None:
             return replayed(previous, user_id)
@@ -101,7 +102,7 @@ def adjust(
     request = fingerprint("adjust", delta, reason)
 
     def operation(conn: Connection) -> Posting:
-        user_id = current_user(conn, user, now)
+        user_id = find_and_sweep(conn, user, now)
         previous = find_previous(conn, user_id, key, request)
         if previous is not None:
             return replayed(previous, user_id)
@@ -198,7 +199,7 @@ def reverse(
                 f"ledger entry {entry_id} does not exist; see `creditctl credits history USER`"
             )
         _check_reversible(conn, original)
-        current_user(conn, original.user_id, now)
+        find_and_sweep(conn, original.user_id, now)
         if original.amount > 0 and original.grant_id is not None:
             _refuse_if_on_hold(conn, original)
         fields = {

@@ -2,12 +2,14 @@
 
 Used by the render scripts' fast path (a connection of its own, no SQLAlchemy import) and by
 the in-process deduct (a connection borrowed from the engine's pool). It runs the statements
-rendered into creditctl/ledger/_fastsql.py, with the engine's own connection settings
+rendered into creditctl/ledger/_fastsql.py, reads the URL as the engine does
+(creditctl.config.database_url) and connects with the engine's own settings
 (creditctl.db.connection_settings).
 
 What a transaction here does when the database fails:
 - a lock not granted in time (SQLite's busy timeout, PostgreSQL's lock_timeout) is reported
-  at once, exit 7: waiting a second time on another path would double the configured wait;
+  at once, exit 7, in the words every other write uses (creditctl.db.failures): waiting a
+  second time on another path would double the configured wait;
 - a failed COMMIT is reported as an unknown outcome, exit 7: the write may have landed, so
   it is never retried blindly (a retry with the same idempotency key is safe);
 - anything else before COMMIT, and the executor's own StepAside, roll back and raise
@@ -21,23 +23,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from creditctl.config.database_url import DatabaseUrl, parse_database_url
 from creditctl.db.connection_settings import (
     POSTGRES_CONNECT_ARGS,
-    POSTGRES_SCHEMES,
     configure_sqlite,
+    sqlite_connect_args,
     sqlite_moment,
     sqlite_time,
 )
-from creditctl.errors import CreditctlError, DatabaseUnavailable
+from creditctl.db.failures import busy_failure
+from creditctl.errors import ConfigError, CreditctlError, DatabaseUnavailable
 from creditctl.ledger._fastsql import STATEMENTS
-from creditctl.ledger.usage import StepAside
+from creditctl.ledger.rules import StepAside, SweepFirst
 
 T = TypeVar("T")
-_BUSY = ("database is locked", "database is busy", "database table is locked")
 
 
 class DriverExecutor:
-    """creditctl.ledger.usage's executor on a DBAPI connection; the caller runs the transaction."""
+    """creditctl.ledger.rules's executor on a DBAPI connection; the caller runs the transaction."""
 
     def __init__(self, conn: Any, dialect: str) -> None:
         self.sqlite = dialect == "sqlite"
@@ -73,38 +76,44 @@ class DriverExecutor:
         return sqlite_moment(stored) if self.sqlite else stored
 
     def sweep(self, user_id: str, now: datetime) -> None:
-        raise StepAside("the sweep runs on the full path")
+        raise SweepFirst("the sweep runs on the full path")
 
 
 # --- connections -------------------------------------------------------------------------------
 
 
-def connect(url: str, busy_timeout_ms: int) -> tuple[Any, str]:
-    """A new connection with the engine's settings, and its dialect; StepAside for a URL (or a
-    missing file, or a refused connection) the full path should handle and explain."""
-    if url.startswith("sqlite:///"):
+def connect(url: str, busy_timeout_ms: int) -> tuple[Any, DatabaseUrl]:
+    """A new connection with the engine's settings, and the URL as read; StepAside for a URL
+    (or a missing file, or a refused connection) the full path should handle and explain."""
+    try:
+        parsed = parse_database_url(url)
+    except ConfigError:
+        raise StepAside("the full path explains the URL") from None
+    if parsed.dialect == "sqlite":
         import sqlite3
 
-        path = url.removeprefix("sqlite:///")
-        if not path or "?" in path or "%" in path or not Path(path).expanduser().is_file():
+        path = parsed.sqlite_file
+        if path is None or not Path(path).expanduser().is_file():
             raise StepAside(url)
         try:
             conn = sqlite3.connect(
-                Path(path).expanduser(), timeout=busy_timeout_ms / 1000, isolation_level=None
+                Path(path).expanduser(),
+                isolation_level=None,
+                **sqlite_connect_args(busy_timeout_ms),
             )
             configure_sqlite(conn, busy_timeout_ms)
         except sqlite3.Error as exc:
-            raise _busy(exc, busy_timeout_ms) or StepAside(str(exc)) from None
-        return conn, "sqlite"
-    if url.startswith(POSTGRES_SCHEMES):
-        import psycopg
+            raise busy_failure(exc, parsed.shown) or StepAside(str(exc)) from None
+        return conn, parsed
+    if parsed.libpq is None:
+        raise StepAside(url)
+    import psycopg
 
-        try:
-            pg = psycopg.connect(url.replace("+psycopg", "", 1), **POSTGRES_CONNECT_ARGS)
-        except psycopg.Error as exc:
-            raise StepAside(str(exc)) from None
-        return pg, "postgresql"
-    raise StepAside(url)
+    try:
+        pg = psycopg.connect(parsed.libpq, **POSTGRES_CONNECT_ARGS)
+    except psycopg.Error as exc:
+        raise StepAside(str(exc)) from None
+    return pg, parsed
 
 
 def transaction(
@@ -113,10 +122,12 @@ def transaction(
     operation: Callable[[DriverExecutor], T],
     *,
     write: bool,
+    shown: str,
     outcome_unknown: Callable[[], CreditctlError] | None = None,
 ) -> T:
     """Run `operation` in one transaction on `conn` and commit it if `write`; see the module
-    docstring for what a failure becomes. The connection is left idle, never mid-transaction."""
+    docstring for what a failure becomes (`shown`: the URL, as errors name it). The connection
+    is left idle, never mid-transaction."""
     errors = _driver_errors(dialect)
     try:
         if dialect == "sqlite":
@@ -128,7 +139,7 @@ def transaction(
         raise
     except errors as exc:
         _rollback(conn, errors)
-        raise _busy(exc, _busy_timeout(conn, dialect)) or StepAside(str(exc)) from None
+        raise busy_failure(exc, shown) or StepAside(str(exc)) from None
     if not write:
         _rollback(conn, errors)
         return result
@@ -149,9 +160,16 @@ def on_url(
     outcome_unknown: Callable[[], CreditctlError] | None = None,
 ) -> T:
     """`operation` in one transaction on a connection of its own, closed afterwards."""
-    conn, dialect = connect(url, busy_timeout_ms)
+    conn, parsed = connect(url, busy_timeout_ms)
     try:
-        return transaction(conn, dialect, operation, write=write, outcome_unknown=outcome_unknown)
+        return transaction(
+            conn,
+            parsed.dialect,
+            operation,
+            write=write,
+            shown=parsed.shown,
+            outcome_unknown=outcome_unknown,
+        )
     finally:
         conn.close()
 
@@ -171,8 +189,11 @@ def on_engine(
     except Exception as exc:  # noqa: BLE001 - the full path connects again and explains
         raise StepAside(str(exc)) from None
     conn = pooled.driver_connection
+    shown = engine.url.render_as_string(hide_password=True)  # as the engine's own errors name it
     try:
-        return transaction(conn, dialect, operation, write=write, outcome_unknown=outcome_unknown)
+        return transaction(
+            conn, dialect, operation, write=write, shown=shown, outcome_unknown=outcome_unknown
+        )
     finally:
         if getattr(conn, "broken", False) or getattr(conn, "closed", False):
             pooled.invalidate()  # a connection the server dropped goes, not back to the pool
@@ -207,29 +228,3 @@ def _outcome_unknown() -> DatabaseUnavailable:
         "the database failed while committing: the change may or may not have been recorded; "
         "check before trying again"
     )
-
-
-def _busy_timeout(conn: Any, dialect: str) -> int | None:
-    if dialect != "sqlite":
-        return None
-    try:
-        return int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
-    except Exception:  # noqa: BLE001 - only for the message
-        return None
-
-
-def _busy(exc: Exception, busy_timeout_ms: int | None) -> DatabaseUnavailable | None:
-    """The refusal for a lock not granted in time, or None for any other failure."""
-    text = str(exc).lower()
-    if any(part in text for part in _BUSY):
-        waited = f" ({busy_timeout_ms} ms)" if busy_timeout_ms is not None else ""
-        return DatabaseUnavailable(
-            "the database is busy: another process held its write lock longer than "
-            f"database.busy_timeout_ms{waited}; nothing was written, try again"
-        )
-    if type(exc).__name__ in {"LockNotAvailable", "QueryCanceled"}:
-        return DatabaseUnavailable(
-            "the database is busy: a lock was not granted within PostgreSQL's lock_timeout "
-            "or statement_timeout; nothing was written, try again"
-        )
-    return None

@@ -1,13 +1,14 @@
 """The render scripts' path: `credits deduct`, `check` and `balance` without importing SQLAlchemy.
 
-The rules are creditctl.ledger.usage's, the same code the full path runs; here they run on a
+The rules are creditctl.ledger.rules', the same code the full path runs; here they run on a
 bare driver connection (creditctl.ledger.drivers) with the statements rendered ahead of time
 into _fastsql.py. Refusals (unknown user, insufficient credits, suspended usage, a key reused
 for another request) are decided here like anywhere else. The full path, through
-SQLAlchemy, takes over only when the bare driver steps aside: a URL it does not handle, a
-user with expired holds or grants to sweep before a deduct or a balance (`check` counts them
-as swept without writing), a key that raced, or a database error other than a lock timeout
-before anything was committed.
+SQLAlchemy, takes over only when the bare driver steps aside: a URL only the engine reads
+(a SQLite URL with options, a missing file), a user with expired holds or grants to sweep
+before a deduct or a balance (`check` counts them as swept without writing), a key that
+raced, or a database error other than a lock timeout before anything was committed. It goes
+straight to a SQLAlchemy transaction: the bare driver is not tried a second time.
 
 CREDITCTL_FASTPATH=0 sends every call to the full path (to compare, or to rule this one out).
 """
@@ -19,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from creditctl.clock import utcnow
-from creditctl.ledger import drivers, usage
+from creditctl.ledger import drivers, rules
 from creditctl.ledger.policy import Policy
 from creditctl.ledger.results import Balance, Deducted
-from creditctl.ledger.usage import Executor, StepAside, Verdict
+from creditctl.ledger.rules import Executor, StepAside, SweepFirst, Verdict
 
 SWITCH = "CREDITCTL_FASTPATH"
 
@@ -56,7 +57,7 @@ def deduct(
     now = utcnow()
 
     def operation(ex: Executor) -> Deducted:
-        return usage.deduct(ex, user, amount, actor=actor, policy=policy, now=now, ref=ref, key=key)
+        return rules.deduct(ex, user, amount, actor=actor, policy=policy, now=now, ref=ref, key=key)
 
     if database.fast:
         try:
@@ -65,13 +66,15 @@ def deduct(
                 database.busy_timeout_ms,
                 operation,
                 write=True,
-                outcome_unknown=lambda: usage.outcome_unknown(user, key),
+                outcome_unknown=lambda: rules.outcome_unknown(user, key),
             )
         except StepAside:
             pass
-    from creditctl.ledger.spending import deduct as full_deduct
+    from creditctl.ledger import spending
 
-    return full_deduct(
+    # After a step-aside, straight to SQLAlchemy; switched off, the in-process callers' path.
+    full = spending.deduct_on_sqlalchemy if database.fast else spending.deduct
+    return full(
         database.engine(), user, amount, actor=actor, policy=policy, ref=ref, key=key, now=now
     )
 
@@ -84,9 +87,13 @@ def balance(database: Database, user: str) -> Balance:
             return drivers.on_url(
                 database.url,
                 database.busy_timeout_ms,
-                lambda ex: usage.balance(ex, user, now=now),
+                lambda ex: rules.balance(ex, user, now=now),
                 write=False,
             )
+        except SweepFirst:
+            from creditctl.ledger.balances import swept_balance
+
+            return swept_balance(database.engine(), user, now=now)
         except StepAside:
             pass
     from creditctl.ledger.balances import balance as full_balance
@@ -102,7 +109,7 @@ def check(database: Database, user: str, amount: int, *, policy: Policy) -> Verd
             return drivers.on_url(
                 database.url,
                 database.busy_timeout_ms,
-                lambda ex: usage.check(ex, user, amount, policy=policy, now=now),
+                lambda ex: rules.check(ex, user, amount, policy=policy, now=now),
                 write=False,
             )
         except StepAside:

@@ -4,7 +4,7 @@ The statements themselves live in creditctl.ledger (SQLAlchemy Core, one
 source of truth). Rendering them ahead of time lets `credits deduct`,
 `check` and `balance` run on the bare driver without importing SQLAlchemy,
 which alone costs several times a whole deduct; both executors of
-creditctl.ledger.usage run these same texts. `tests/test_fastpath.py`
+creditctl.ledger.rules run these same texts. `tests/test_fastpath.py`
 fails if the file is stale; regenerate with `python -m creditctl.ledger.fastsql_build`.
 """
 
@@ -16,21 +16,9 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 
 from creditctl.ledger import statements
+from creditctl.ledger.rules import ENTRY_COLUMNS
 
 TARGET = Path(__file__).with_name("_fastsql.py")
-ENTRY_COLUMNS = (
-    "user_id",
-    "type",
-    "amount",
-    "balance_after",
-    "quantity",
-    "description",
-    "actor",
-    "reference",
-    "idempotency_key",
-    "request_hash",
-    "created_at",
-)
 DIALECTS = {
     "sqlite": sqlite.pysqlite.dialect(paramstyle="named"),
     "postgresql": postgresql.psycopg.dialect(),
@@ -38,7 +26,7 @@ DIALECTS = {
 
 
 def hot_statements() -> dict[str, tuple[Any, tuple[str, ...] | None]]:
-    """Every statement creditctl.ledger.usage runs, by the name it runs it under."""
+    """Every statement creditctl.ledger.rules runs, by the name it runs it under."""
     return {
         "take_by_id": (statements.TAKE[(False, False)], None),
         "take_by_email": (statements.TAKE[(True, False)], None),

@@ -7,10 +7,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from creditctl.errors import (
-    UnknownUser,
-)
 from creditctl.ledger.results import Posting
+from creditctl.ledger.rules import entry_values, unknown_user
 from creditctl.ledger.statements import CREDIT, CREDIT_NO_EXPIRY, INSERT_ENTRY, INSERT_GRANT
 
 ENTRY_TYPE_FOR_SOURCE = {
@@ -36,24 +34,16 @@ def post_entry(
     now: datetime,
     **fields: Any,
 ) -> int:
-    """Append one ledger entry; returns its id."""
-    values = {
-        "user_id": user_id,
-        "type": type,
-        "amount": amount,
-        "balance_after": balance_after,
-        "actor": actor,
-        "created_at": now,
-        "quantity": 0,
-        "description": "",
-        "reference": None,
-        "idempotency_key": None,
-        "request_hash": None,
-        "grant_id": None,
-        "hold_id": None,
-        "reverses_entry_id": None,
-    }
-    values.update(fields)
+    """Append one ledger entry; returns its id. `fields` are more of rules.ENTRY_COLUMNS."""
+    values = entry_values(
+        user_id=user_id,
+        type=type,
+        amount=amount,
+        balance_after=balance_after,
+        actor=actor,
+        created_at=now,
+        **fields,
+    )
     return conn.execute(INSERT_ENTRY, values).scalar_one()
 
 
@@ -75,7 +65,7 @@ def add_grant(
     statement = CREDIT if expires_at is not None else CREDIT_NO_EXPIRY
     balance_after = conn.execute(statement, params).scalar_one_or_none()
     if balance_after is None:
-        raise UnknownUser(f"unknown user {user_id!r}")
+        raise unknown_user(user_id)
     grant_id = conn.execute(
         INSERT_GRANT,
         {

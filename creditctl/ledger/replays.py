@@ -8,15 +8,15 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from creditctl.ledger.results import Posting
+from creditctl.ledger.rules import previous_entry
 from creditctl.ledger.sql_executor import SqlExecutor
-from creditctl.ledger.usage import previous_entry
 
 
 def find_previous(
     conn: Connection, user_id: str, key: str | None, request: str
 ) -> Mapping[str, Any] | None:
     """The entry an earlier request with this key wrote, or None; a different request conflicts
-    (creditctl.ledger.usage.previous_entry, inside the caller's transaction)."""
+    (creditctl.ledger.rules.previous_entry, inside the caller's transaction)."""
     return previous_entry(SqlExecutor(conn), user_id, key, request)
 
 

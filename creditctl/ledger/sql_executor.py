@@ -1,4 +1,4 @@
-"""creditctl.ledger.usage's executor on a SQLAlchemy connection: the full path.
+"""creditctl.ledger.rules's executor on a SQLAlchemy connection: the full path.
 
 It runs the same statement texts as the bare driver (creditctl/ledger/_fastsql.py) inside the
 caller's SQLAlchemy transaction, so errors arrive as SQLAlchemy's (for run_write to retry a key
@@ -15,12 +15,12 @@ from sqlalchemy.engine import Connection
 
 from creditctl.db.connection_settings import sqlite_moment, sqlite_time
 from creditctl.ledger._fastsql import STATEMENTS
+from creditctl.ledger.rules import SweepFirst
 from creditctl.ledger.sweep import sweep_user
-from creditctl.ledger.usage import StepAside
 
 
 class SqlExecutor:
-    """With sweeps=False (in a read-only transaction) it steps aside instead of sweeping."""
+    """With sweeps=False (in a read-only transaction) it raises SweepFirst instead of sweeping."""
 
     def __init__(self, conn: Connection, *, sweeps: bool = True) -> None:
         self.conn = conn
@@ -45,5 +45,5 @@ class SqlExecutor:
 
     def sweep(self, user_id: str, now: datetime) -> None:
         if not self.sweeps:
-            raise StepAside("the sweep needs a write transaction")
+            raise SweepFirst("the sweep needs a write transaction")
         sweep_user(self.conn, user_id, now=now)

@@ -13,17 +13,18 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam, case, func, or_
 
 from creditctl.db.tables import allocations, entries, grants, holds, plans, users
-from creditctl.ledger.usage import NO_GRANT as NO_GRANT
 
 # --- statements, built once -------------------------------------------------------------------
 
-_LIMITED_PLANS = sa.select(plans.c.name).where(plans.c.credits.is_not(None))
-# A user with an expired grant or hold not yet swept fails the gate and is settled first, so
-# usage never draws around credits an expired hold should have given back.
-_NOT_STALE = sa.and_(
-    or_(users.c.next_grant_expiry.is_(None), users.c.next_grant_expiry > bindparam("now")),
-    or_(users.c.next_hold_expiry.is_(None), users.c.next_hold_expiry > bindparam("now")),
+# A grant or hold of the user expired at `now` and the sweep has not visited yet: the SQL form
+# of creditctl.ledger.rules.is_stale. NULL (nothing to expire) counts as not stale.
+STALE = or_(
+    users.c.next_grant_expiry <= bindparam("now"), users.c.next_hold_expiry <= bindparam("now")
 )
+_LIMITED_PLANS = sa.select(plans.c.name).where(plans.c.credits.is_not(None))
+# A stale user fails the gate and is swept first, so usage never draws around credits an
+# expired hold should have given back.
+_NOT_STALE = sa.not_(func.coalesce(STALE, sa.false()))
 # Usage stops once a failed payment is older than the grace period (billing.past_due_grace_days).
 # Operators' corrections are not usage: they pass NO_CUTOFF, the epoch, which never refuses.
 _PAID_UP = or_(users.c.past_due_since.is_(None), users.c.past_due_since > bindparam("usage_cutoff"))
@@ -171,9 +172,6 @@ FIND_KEY = sa.select(
 # What the sweep would do, read instead of written: an expired hold gives back what it took from
 # grants still alive (what it gives back to an expired grant expires with it), and every expired
 # grant loses what remains. Only computed for a user the sweep would visit (a stale one).
-_STALE = or_(
-    users.c.next_grant_expiry <= bindparam("now"), users.c.next_hold_expiry <= bindparam("now")
-)
 _LAPSED = sa.and_(
     holds.c.user_id == users.c.id,
     holds.c.status == "open",
@@ -183,7 +181,7 @@ _ALIVE = or_(grants.c.expires_at.is_(None), grants.c.expires_at > bindparam("now
 
 
 def _if_stale(amount: Any, label: str) -> sa.Label:
-    return case((_STALE, func.coalesce(amount.scalar_subquery(), 0)), else_=0).label(label)
+    return case((STALE, func.coalesce(amount.scalar_subquery(), 0)), else_=0).label(label)
 
 
 _RETURNED = sa.select(func.sum(allocations.c.amount)).join_from(

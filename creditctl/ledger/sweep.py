@@ -7,17 +7,30 @@ from datetime import datetime
 from functools import partial
 
 import sqlalchemy as sa
-from sqlalchemy import func, or_
+from sqlalchemy import func
 from sqlalchemy.engine import Connection, Engine, Row
 
 from creditctl.clock import utcnow
 from creditctl.db.engine import read
 from creditctl.db.tables import allocations, grants, holds, users
+from creditctl.ledger.lookup import needs_sweep, user_state
 from creditctl.ledger.postings import post_entry
-from creditctl.ledger.statements import LOCK_USER, earlier
+from creditctl.ledger.statements import LOCK_USER, STALE, earlier
 from creditctl.ledger.transactions import run_write
 
+_DUE = sa.select(users.c.id).where(STALE).order_by(users.c.id)
+
 # --- expiry ------------------------------------------------------------------------------------
+
+
+def find_and_sweep(conn: Connection, user: str, now: datetime) -> str:
+    """The id of the user (by id or email), with their expired grants and holds swept first
+    so the balances an operator's write prints are current. It writes: call it in a write
+    transaction."""
+    state = user_state(conn, user)
+    if needs_sweep(state, now):
+        sweep_user(conn, state.id, now=now)
+    return state.id
 
 
 def sweep_user(conn: Connection, user_id: str, *, now: datetime) -> int:
@@ -182,20 +195,7 @@ def sweep_due(engine: Engine, *, now: datetime | None = None) -> dict[str, int]:
     """Sweep every user with an expired hold or grant; each user in their own transaction."""
     now = now or utcnow()
     with read(engine) as conn:
-        due = (
-            conn.execute(
-                sa.select(users.c.id)
-                .where(
-                    or_(
-                        users.c.next_grant_expiry <= now,
-                        users.c.next_hold_expiry <= now,
-                    )
-                )
-                .order_by(users.c.id)
-            )
-            .scalars()
-            .all()
-        )
+        due = conn.execute(_DUE, {"now": now}).scalars().all()
     written = 0
     for user_id in due:
         written += run_write(engine, partial(_sweep_one, user_id=user_id, now=now))

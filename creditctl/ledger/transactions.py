@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from creditctl.db.engine import write
+from creditctl.db.models import MAX_CREDITS
 from creditctl.errors import (
     AlreadyReversed,
     CreditctlError,
@@ -46,6 +47,6 @@ def translate_integrity_error(exc: sa.exc.IntegrityError) -> CreditctlError:
         return AlreadyReversed("that entry has already been reversed")
     if "balance_bounded" in text:
         return InvalidInput(
-            "that change would take the balance past the limit of 1000000000 credits"
+            f"that change would take the balance past the limit of {MAX_CREDITS} credits"
         )
     return CreditctlError(f"the database refused the change: {text.splitlines()[0]}")

@@ -1,4 +1,4 @@
-"""Deduct, check and balance: the ledger's common case of spending, written once.
+"""The rules of a spend: deduct, check and balance, the ledger's common case, written once.
 
 The rules live here, free of SQLAlchemy, against a tiny executor that runs one of the
 ledger's statements by name and answers rows read by column name. Two executors exist:
@@ -29,10 +29,44 @@ NO_GRANT = -1  # no grant is drawn first
 NO_CUTOFF = datetime(1970, 1, 1, tzinfo=UTC)
 USAGE = "usage"
 UNLIMITED_USAGE = "usage (unlimited plan)"
+# Every column a ledger entry is written with (all but its id). The drivers ignore a named
+# parameter no statement uses, so the rendered INSERT and every writer build on this one
+# list (entry_values), and a column added to one and not the other fails instead of vanishing.
+ENTRY_COLUMNS = (
+    "user_id",
+    "type",
+    "amount",
+    "balance_after",
+    "quantity",
+    "description",
+    "actor",
+    "reference",
+    "idempotency_key",
+    "request_hash",
+    "grant_id",
+    "hold_id",
+    "reverses_entry_id",
+    "created_at",
+)
+_ENTRY_DEFAULTS: dict[str, Any] = {
+    "quantity": 0,
+    "description": "",
+    "reference": None,
+    "idempotency_key": None,
+    "request_hash": None,
+    "grant_id": None,
+    "hold_id": None,
+    "reverses_entry_id": None,
+}
+_REQUIRED = frozenset(ENTRY_COLUMNS) - _ENTRY_DEFAULTS.keys()
 
 
 class StepAside(Exception):
-    """The executor cannot take the next step (a sweep); nothing it did is committed."""
+    """The executor cannot take the next step; nothing it did is committed."""
+
+
+class SweepFirst(StepAside):
+    """The user has expired holds or grants to sweep, which this executor cannot do here."""
 
 
 class Executor(Protocol):
@@ -53,7 +87,7 @@ class Executor(Protocol):
         ...
 
     def sweep(self, user_id: str, now: datetime) -> None:
-        """Sweep the user's expired holds and grants, or raise StepAside."""
+        """Sweep the user's expired holds and grants, or raise SweepFirst."""
         ...
 
 
@@ -71,6 +105,17 @@ def unknown_user(user: str) -> UnknownUser:
     )
 
 
+def entry_values(**columns: Any) -> dict[str, Any]:
+    """A ledger entry's parameters: every one of ENTRY_COLUMNS, the optional ones defaulted.
+
+    A name that is not a column, or a required column left out, is a TypeError."""
+    values = {**_ENTRY_DEFAULTS, **columns}
+    if len(values) != len(ENTRY_COLUMNS) or not columns.keys() >= _REQUIRED:
+        wrong = sorted(values.keys() ^ set(ENTRY_COLUMNS))
+        raise TypeError(f"a ledger entry's columns are ENTRY_COLUMNS; wrong: {wrong}")
+    return values
+
+
 def _by(user: str) -> str:
     return "by_email" if by_email(user) else "by_id"
 
@@ -86,8 +131,9 @@ def _due(stored: Any, stamp: Any) -> bool:
     return stored is not None and stored <= stamp
 
 
-def is_stale(state: Mapping[str, Any], stamp: Any) -> bool:
-    """True when a grant or hold of this user has expired and the sweep has not visited yet."""
+def is_stale(state: Mapping[Any, Any], stamp: Any) -> bool:
+    """True when a grant or hold of this user has expired and the sweep has not visited yet:
+    the Python form of creditctl.ledger.statements.STALE (`stamp` as the executor stores it)."""
     return _due(state["next_grant_expiry"], stamp) or _due(state["next_hold_expiry"], stamp)
 
 
@@ -200,19 +246,19 @@ def deduct(
     spent = 0 if taken.unlimited else -amount
     entry = ex.one(
         "insert_entry",
-        {
-            "user_id": taken.user_id,
-            "type": "usage",
-            "amount": spent,
-            "balance_after": taken.balance_after,
-            "quantity": amount,
-            "description": description or (UNLIMITED_USAGE if taken.unlimited else USAGE),
-            "actor": actor,
-            "reference": ref,
-            "idempotency_key": key,
-            "request_hash": request,
-            "created_at": ex.time(now),
-        },
+        entry_values(
+            user_id=taken.user_id,
+            type="usage",
+            amount=spent,
+            balance_after=taken.balance_after,
+            quantity=amount,
+            description=description or (UNLIMITED_USAGE if taken.unlimited else USAGE),
+            actor=actor,
+            reference=ref,
+            idempotency_key=key,
+            request_hash=request,
+            created_at=ex.time(now),
+        ),
     )
     assert entry is not None
     return Deducted(
