@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,33 @@ from creditctl.db.tables import plans
 from creditctl.errors import FeatureNotInPlan, InvalidInput
 from creditctl.ledger.lookup import user_state
 from creditctl.ledger.policy import Policy
+
+
+@dataclass(frozen=True)
+class Initialised:
+    """What `init` did: the schema revision before and after, and each plan's change."""
+
+    revision_before: str | None
+    revision: str | None
+    plans: dict[str, str]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "revision_before": self.revision_before,
+            "revision": self.revision,
+            "plans": self.plans,
+        }
+
+
+def init_database(
+    engine: Engine, specs: Mapping[str, PlanSpec], now: datetime | None = None
+) -> Initialised:
+    """Create or upgrade the schema, then make the plans table match the config."""
+    # Alembic is loaded for init alone, not by every command that reads a plan.
+    from creditctl.db.migrate import upgrade
+
+    before, after = upgrade(engine)
+    return Initialised(before, after, load_plans(engine, specs, now))
 
 
 def load_plans(

@@ -14,13 +14,14 @@ from creditctl.accounts.plans import get_plan
 from creditctl.clock import iso, period_end, utcnow
 from creditctl.db.engine import read
 from creditctl.db.tables import grants, users
-from creditctl.errors import DuplicateUser, InvalidInput
+from creditctl.errors import DuplicateUser
 from creditctl.ledger.audit import record
 from creditctl.ledger.lookup import user_state
 from creditctl.ledger.policy import Policy
 from creditctl.ledger.postings import add_grant
 from creditctl.ledger.transactions import run_write
-from creditctl.parsing.identity import check_user_id, parse_email
+from creditctl.parsing.identity import check_user_id, parse_email, parse_search
+from creditctl.parsing.text import check_name
 
 
 def add_user(
@@ -29,28 +30,31 @@ def add_user(
     *,
     actor: str,
     policy: Policy,
-    plan: str,
+    plan: str | None = None,
     user_id: str | None = None,
     name: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Create a user with the welcome grant and, on a free plan, its first period's credits."""
+    """Create a user with the welcome grant and, on a free plan, its first period's credits.
+
+    Without a plan the user starts on the policy's default plan (credits.default_plan).
+    """
     now = now or utcnow()
+    name = check_name(name)
     email = parse_email(email)
     user_id = check_user_id(user_id) if user_id else f"usr_{secrets.token_hex(6)}"
-    if name is not None and len(name) > 200:
-        raise InvalidInput("name is longer than 200 characters; shorten it")
+    plan_name = plan or policy.default_plan
 
     def operation(conn: Connection) -> dict[str, Any]:
         _refuse_duplicate(conn, email, user_id)
-        plan_row = get_plan(conn, plan)
+        plan_row = get_plan(conn, plan_name)
         conn.execute(
             users.insert().values(
                 id=user_id,
                 email=email,
                 email_key=email.lower(),
                 name=name,
-                plan=plan,
+                plan=plan_name,
                 created_at=now,
             )
         )
@@ -72,7 +76,7 @@ def add_user(
             user_id=user_id,
             reason="new user",
             now=now,
-            details={"email": email, "plan": plan},
+            details={"email": email, "plan": plan_name},
         )
         return show(conn, user_id)
 
@@ -185,9 +189,7 @@ def show_user(engine: Engine, user: str) -> dict[str, Any]:
 
 def search_users(engine: Engine, query: str, limit: int = 50) -> list[dict[str, Any]]:
     """Users whose email contains `query`, or whose id or Stripe customer id is `query`."""
-    text = query.strip()
-    if not text:
-        raise InvalidInput("search text is empty; give part of an email, a user id or cus_...")
+    text = parse_search(query)
     pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     condition = or_(
         users.c.id == text,

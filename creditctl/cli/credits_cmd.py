@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from creditctl.cli import credits_holds_cmd
 from creditctl.cli.context import current
-from creditctl.cli.options import AmountArg, Json, Key, Reason, Ref, Since, Until, UserArg
-from creditctl.cli.output import emit_json, note, say, table, warn, write_csv
+from creditctl.cli.options import (
+    SIGNED,
+    AmountArg,
+    Json,
+    Key,
+    Reason,
+    Ref,
+    Since,
+    Until,
+    UserArg,
+    credit_amount,
+    moment,
+)
+from creditctl.cli.output import emit_json, say, table, warn, write_csv
+
+if TYPE_CHECKING:
+    from creditctl.errors import CreditctlError
+    from creditctl.ledger.results import Deducted, Posting
 
 app = typer.Typer(
     help="Balances, deducts, grants, adjustments, reversals, holds and history.\n\n"
@@ -16,8 +34,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-# Negative numbers reach the command as arguments (and get a clear refusal), not as options.
-SIGNED = {"ignore_unknown_options": True}
 HISTORY_COLUMNS = (
     "id",
     "created_at",
@@ -31,33 +47,40 @@ HISTORY_COLUMNS = (
 )
 
 
-def _amount(text: str, what: str = "amount") -> int:
-    from creditctl.parsing.numbers import parse_amount
-
-    return parse_amount(text, current().settings["credits.max_amount"], what)
-
-
-def _reason(reason: str | None) -> str:
-    """The reason as typed, once it passes the ledger's rule (checked here to report it first)."""
-    from creditctl.ledger.corrections import require_reason
-
-    require_reason(reason)
-    assert reason is not None
-    return reason
-
-
-def _id(text: str, what: str) -> int:
-    from creditctl.parsing.numbers import parse_id
-
-    return parse_id(text, what)
-
-
 def _balance_payload(balance: Any, warnings: list[str], **extra: Any) -> dict[str, Any]:
     return {**balance.as_dict(), **extra, "warnings": warnings}
 
 
 def _shown(unlimited: bool, available: int) -> str:
     return "unlimited" if unlimited else str(available)
+
+
+def deducted_dict(spent: Deducted, warnings: list[str]) -> dict[str, Any]:
+    """A deduct's JSON (ledger.results.Deducted has no as_dict of its own)."""
+    return {
+        "user_id": spent.user_id,
+        "entry_id": spent.entry_id,
+        "amount": spent.amount,
+        "available": spent.available,
+        "held": spent.held,
+        "plan": spent.plan,
+        "unlimited": spent.unlimited,
+        "replayed": spent.replayed,
+        "warnings": warnings,
+    }
+
+
+def posting_dict(posting: Posting) -> dict[str, Any]:
+    """A grant's, adjustment's or reversal's JSON (ledger.results.Posting has no as_dict)."""
+    return {
+        "user_id": posting.user_id,
+        "entry_id": posting.entry_id,
+        "type": posting.type,
+        "amount": posting.amount,
+        "balance_after": posting.balance_after,
+        "grant_id": posting.grant_id,
+        "replayed": posting.replayed,
+    }
 
 
 @app.command("balance")
@@ -93,13 +116,12 @@ def check_command(user: UserArg, amount: AmountArg, json: Json = False) -> None:
     from creditctl.ledger.fastpath import check
 
     ctx = current()
-    verdict = check(ctx.database, user, _amount(amount), policy=ctx.policy)
+    verdict = check(ctx.database, user, credit_amount(amount), policy=ctx.policy)
     found = verdict.balance
     warnings = found.warnings(ctx.policy)
     payload = _balance_payload(found, warnings, needed=verdict.needed, ok=verdict.ok)
     if verdict.refusal is not None:
-        verdict.refusal.details.update(payload)  # with --json, the refusal's data is this payload
-        raise verdict.refusal
+        raise _refusal_with(verdict.refusal, payload)
     if json:
         emit_json(payload)
     else:
@@ -108,6 +130,11 @@ def check_command(user: UserArg, amount: AmountArg, json: Json = False) -> None:
             f"{_shown(found.unlimited, found.available)})"
         )
     warn(warnings)
+
+
+def _refusal_with(refusal: CreditctlError, payload: dict[str, Any]) -> CreditctlError:
+    """The domain's refusal as a new error carrying the check's payload, which --json prints."""
+    return type(refusal)(refusal.message, **{**refusal.details, **payload})
 
 
 @app.command("deduct", context_settings=SIGNED)
@@ -121,26 +148,14 @@ def deduct_command(
     from creditctl.ledger.fastpath import deduct
 
     ctx = current()
-    credits = _amount(amount)
+    credits = credit_amount(amount)
     # --ref and --key were checked by their options' callbacks.
     spent = deduct(
         ctx.database, user, credits, actor=ctx.operator, policy=ctx.policy, ref=ref, key=key
     )
     warnings = spent.warnings(ctx.policy)
     if json:
-        emit_json(
-            {
-                "user_id": spent.user_id,
-                "entry_id": spent.entry_id,
-                "amount": spent.amount,
-                "available": spent.available,
-                "held": spent.held,
-                "plan": spent.plan,
-                "unlimited": spent.unlimited,
-                "replayed": spent.replayed,
-                "warnings": warnings,
-            }
-        )
+        emit_json(deducted_dict(spent, warnings))
     else:
         again = " (already done: same key)" if spent.replayed else ""
         say(
@@ -150,19 +165,9 @@ def deduct_command(
     warn(warnings)
 
 
-def _print_posting(posting: Any, verb: str, json: bool) -> None:
+def _print_posting(posting: Posting, verb: str, json: bool) -> None:
     if json:
-        emit_json(
-            {
-                "user_id": posting.user_id,
-                "entry_id": posting.entry_id,
-                "type": posting.type,
-                "amount": posting.amount,
-                "balance_after": posting.balance_after,
-                "grant_id": posting.grant_id,
-                "replayed": posting.replayed,
-            }
-        )
+        emit_json(posting_dict(posting))
         return
     again = " (already done: same key)" if posting.replayed else ""
     say(
@@ -177,9 +182,11 @@ def grant_command(
     amount: AmountArg,
     reason: Reason = None,
     expires: Annotated[
-        str | None,
+        datetime | None,
         typer.Option(
-            "--expires", help="Expiry date (YYYY-MM-DD or ISO date-time); default: never."
+            "--expires",
+            parser=moment("expiry"),
+            help="Expiry date (YYYY-MM-DD or ISO date-time); default: never.",
         ),
     ] = None,
     source: Annotated[str, typer.Option("--source", help="bonus, promotion or admin.")] = "bonus",
@@ -190,24 +197,17 @@ def grant_command(
 
     Example: creditctl credits grant alice@example.com 50 --reason "make-good" --expires 2027-01-31
     """
-    from creditctl.errors import InvalidInput
     from creditctl.ledger.corrections import grant
-    from creditctl.parsing.times import parse_when
 
-    if source not in {"bonus", "promotion", "admin"}:
-        raise InvalidInput(f"source {source!r} is not one of bonus, promotion, admin")
     ctx = current()
-    credits = _amount(amount)
-    why = _reason(reason)
-    expires_at = parse_when(expires, "expiry") if expires is not None else None
     posting = grant(
         ctx.engine,
         user,
-        credits,
+        credit_amount(amount),
         actor=ctx.operator,
-        reason=why,
+        reason=reason,
         source=source,
-        expires_at=expires_at,
+        expires_at=expires,
         key=key,
     )
     _print_posting(posting, "granted", json)
@@ -232,13 +232,12 @@ def adjust_command(
 
     ctx = current()
     change = parse_delta(delta, ctx.settings["credits.max_amount"])
-    why = _reason(reason)
     posting = adjust(
         ctx.engine,
         user,
         change,
         actor=ctx.operator,
-        reason=why,
+        reason=reason,
         policy=ctx.policy,
         key=key,
     )
@@ -256,11 +255,11 @@ def reverse_command(
     Example: creditctl credits reverse 42 --reason "render failed on our side"
     """
     from creditctl.ledger.corrections import reverse
+    from creditctl.parsing.numbers import parse_id
 
     ctx = current()
-    entry = _id(entry_id, "entry id")
-    why = _reason(reason)
-    posting = reverse(ctx.engine, entry, actor=ctx.operator, reason=why, policy=ctx.policy)
+    entry = parse_id(entry_id, "entry id")
+    posting = reverse(ctx.engine, entry, actor=ctx.operator, reason=reason, policy=ctx.policy)
     _print_posting(posting, f"reversed entry {entry}:", json)
 
 
@@ -278,16 +277,10 @@ def history_command(
     """
     from creditctl.errors import InvalidInput
     from creditctl.ledger.history import history
-    from creditctl.parsing.times import parse_when
 
     if format not in {"table", "csv", "json"}:
         raise InvalidInput(f"format {format!r} is not one of table, csv, json")
-    rows = history(
-        current().engine,
-        user,
-        since=parse_when(since, "--since") if since else None,
-        until=parse_when(until, "--until") if until else None,
-    )
+    rows = history(current().engine, user, since=since, until=until)
     if json or format == "json":
         emit_json(rows)
     elif format == "csv":
@@ -296,89 +289,4 @@ def history_command(
         table(rows, HISTORY_COLUMNS, title=f"ledger of {user}", empty="no entries")
 
 
-@app.command("reserve", context_settings=SIGNED)
-def reserve_command(
-    user: UserArg,
-    amount: AmountArg,
-    ttl: Annotated[
-        str | None,
-        typer.Option(
-            "--ttl", help="How long the hold lasts (90s, 30m, 2h); default credits.hold_ttl."
-        ),
-    ] = None,
-    ref: Ref = None,
-    key: Key = None,
-    json: Json = False,
-) -> None:
-    """Put AMOUNT credits on hold for a render; prints the hold id.
-
-    Example: creditctl credits reserve alice@example.com 5 --ttl 30m --ref render-42
-    """
-    from creditctl.ledger.holds import reserve
-    from creditctl.parsing.times import parse_duration
-
-    ctx = current()
-    credits = _amount(amount)
-    lifetime = parse_duration(ctx.settings["credits.hold_ttl"] if ttl is None else ttl)
-    result = reserve(
-        ctx.engine,
-        user,
-        credits,
-        ttl=lifetime,
-        actor=ctx.operator,
-        policy=ctx.policy,
-        ref=ref,
-        key=key,
-    )
-    _print_hold(result, json)
-
-
-def _print_hold(result: Any, json: bool) -> None:
-    if json:
-        emit_json(result.as_dict())
-        return
-    say(str(result.hold_id))
-    note(
-        f"hold {result.hold_id} ({result.status}): {result.amount} credits for "
-        f"{result.user_id}, expires {result.as_dict()['expires_at']}; available "
-        f"{result.available}{' (already done: same key)' if result.replayed else ''}"
-    )
-
-
-HoldArg = Annotated[str, typer.Argument(help="Hold id.", show_default=False)]
-
-
-@app.command("capture", context_settings=SIGNED)
-def capture_command(
-    hold_id: HoldArg,
-    amount: Annotated[
-        str | None,
-        typer.Argument(help="Credits to spend (default: the whole hold).", show_default=False),
-    ] = None,
-    key: Key = None,
-    json: Json = False,
-) -> None:
-    """Spend a hold (or AMOUNT of it); the rest returns to the balance.
-
-    Example: creditctl credits capture 17 3
-    """
-    from creditctl.ledger.holds import capture
-
-    ctx = current()
-    hold = _id(hold_id, "hold id")
-    spend = _amount(amount) if amount is not None else None
-    result = capture(ctx.engine, hold, spend, actor=ctx.operator, key=key)
-    _print_hold(result, json)
-
-
-@app.command("release", context_settings=SIGNED)
-def release_command(hold_id: HoldArg, key: Key = None, json: Json = False) -> None:
-    """Return every credit of a hold to the balance.
-
-    Example: creditctl credits release 17
-    """
-    from creditctl.ledger.holds import release
-
-    ctx = current()
-    result = release(ctx.engine, _id(hold_id, "hold id"), actor=ctx.operator, key=key)
-    _print_hold(result, json)
+credits_holds_cmd.register(app)

@@ -18,18 +18,20 @@ def init(json: Json = False) -> None:
 
     Example: creditctl --database-url sqlite:///creditctl.db init
     """
-    from creditctl.accounts.plans import load_plans
-    from creditctl.db.migrate import upgrade
+    from creditctl.accounts.plans import init_database
 
     ctx = current()
     ctx.create_database = True
-    before, after = upgrade(ctx.engine)
-    changes = load_plans(ctx.engine, ctx.settings.plans)
+    done = init_database(ctx.engine, ctx.settings.plans)
     if json:
-        emit_json({"revision_before": before, "revision": after, "plans": changes})
+        emit_json(done.as_dict())
         return
+    _print_revision(done.revision_before, done.revision)
+    note("plans: " + ", ".join(f"{name} {change}" for name, change in done.plans.items()))
+
+
+def _print_revision(before: str | None, after: str | None) -> None:
     note(f"schema at revision {after}" + (f" (was {before})" if before != after else ""))
-    note("plans: " + ", ".join(f"{name} {change}" for name, change in changes.items()))
 
 
 @app.command("upgrade")
@@ -46,7 +48,7 @@ def upgrade_command(json: Json = False) -> None:
     if json:
         emit_json({"revision_before": before, "revision": after})
     else:
-        note(f"schema at revision {after}" + (f" (was {before})" if before != after else ""))
+        _print_revision(before, after)
 
 
 @app.command("current")

@@ -1,27 +1,28 @@
-"""Options and arguments shared by many commands, and the checks they run as they are parsed."""
+"""Options and arguments shared by many commands, each parsed once, as it is read.
+
+A callback or parser here hands the command the parsed value; the command does not read
+the text again. Rules about what a value means (a reason is required, a grant's source)
+belong to the domain, which checks them once for every caller.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
 import typer
 
-MAX_USER_TEXT = 254  # a user id is at most 128 characters and an email at most 254
+from creditctl.cli.context import current
+
+# Negative numbers reach the command as arguments (and get a clear refusal), not as options.
+SIGNED = {"ignore_unknown_options": True}
 
 
 def _user(value: str | None) -> str | None:
-    from creditctl.errors import InvalidInput
-    from creditctl.parsing.text import check_text
+    from creditctl.parsing.identity import parse_user
 
-    if value is None:
-        return None
-    check_text(value, "user")
-    if len(value.strip()) > MAX_USER_TEXT:
-        raise InvalidInput(
-            f"user must be a user id or an email of at most {MAX_USER_TEXT} characters, "
-            f"got {len(value)} characters"
-        )
-    return value
+    return None if value is None else parse_user(value)
 
 
 def _reference(value: str | None) -> str | None:
@@ -36,22 +37,23 @@ def _key(value: str | None) -> str | None:
     return check_key(value)
 
 
-def _reason(value: str | None) -> str | None:
-    from creditctl.parsing.text import check_text
+def moment(label: str) -> Callable[[str], datetime]:
+    """A parser for a date option: the command receives the moment, in UTC."""
 
-    return None if value is None else check_text(value, "reason")
-
-
-def _moment(label: str):
-    def check(value: str | None) -> str | None:
-        """Refuse an empty or malformed date now; the command reads it again when it needs it."""
+    def parse(value: str) -> datetime:
         from creditctl.parsing.times import parse_when
 
-        if value is not None:
-            parse_when(value, label)
-        return value
+        return parse_when(value, label)
 
-    return check
+    return parse
+
+
+def credit_amount(text: str, what: str = "amount") -> int:
+    """A positive number of credits within credits.max_amount (read from the settings, so
+    parsed by the command, not while the command line is read)."""
+    from creditctl.parsing.numbers import parse_amount
+
+    return parse_amount(text, current().settings["credits.max_amount"], what)
 
 
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
@@ -76,14 +78,12 @@ Ref = Annotated[
     str | None,
     typer.Option("--ref", callback=_reference, help="Reference, e.g. a render id (max 200)."),
 ]
-Reason = Annotated[
-    str | None, typer.Option("--reason", callback=_reason, help="Why (required; audited).")
-]
+Reason = Annotated[str | None, typer.Option("--reason", help="Why (required; audited).")]
 Since = Annotated[
-    str | None,
-    typer.Option("--since", callback=_moment("--since"), help="From this date (YYYY-MM-DD)."),
+    datetime | None,
+    typer.Option("--since", parser=moment("--since"), help="From this date (YYYY-MM-DD)."),
 ]
 Until = Annotated[
-    str | None,
-    typer.Option("--until", callback=_moment("--until"), help="Before this date (YYYY-MM-DD)."),
+    datetime | None,
+    typer.Option("--until", parser=moment("--until"), help="Before this date (YYYY-MM-DD)."),
 ]

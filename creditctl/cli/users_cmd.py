@@ -17,12 +17,6 @@ COLUMNS = ("id", "email", "name", "plan", "balance", "held", "stripe_customer_id
 MAX_OFFSET = 2**31 - 1
 
 
-def _name(value: str | None) -> str | None:
-    from creditctl.parsing.text import check_text
-
-    return None if value is None else check_text(value, "name")
-
-
 def _print_user(user: dict, json: bool) -> None:
     if json:
         emit_json(user)
@@ -39,9 +33,7 @@ def add_command(
         str | None,
         typer.Option("--id", help="Your product's id for the user (default: generated)."),
     ] = None,
-    name: Annotated[
-        str | None, typer.Option("--name", callback=_name, help="Display name (max 200).")
-    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name (max 200).")] = None,
     plan: Annotated[
         str | None, typer.Option("--plan", help="Plan (default: credits.default_plan).")
     ] = None,
@@ -59,7 +51,7 @@ def add_command(
         email,
         user_id=id,
         name=name,
-        plan=plan or ctx.settings["credits.default_plan"],
+        plan=plan,
         actor=ctx.operator,
         policy=ctx.policy,
     )
@@ -97,9 +89,8 @@ def search_command(
     Example: creditctl users search example.com
     """
     from creditctl.accounts.users import search_users
-    from creditctl.parsing.identity import parse_search
 
-    rows = search_users(current().engine, parse_search(query))
+    rows = search_users(current().engine, query)
     if json:
         emit_json(rows)
     else:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
 from creditctl.cli.context import current
-from creditctl.cli.options import Json, Since
+from creditctl.cli.options import Json, Since, moment
 from creditctl.cli.output import emit_json, key_values, note, say, table
 
 app = typer.Typer(
@@ -28,12 +29,6 @@ LIST_COLUMNS = (
     "waiting_for",
     "note",
 )
-
-
-def _since(text: str | None) -> Any:
-    from creditctl.parsing.times import parse_when
-
-    return parse_when(text, "--since") if text is not None else None
 
 
 def _config() -> Any:
@@ -70,9 +65,7 @@ def list_command(
 
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"--status must be one of {', '.join(STATUSES)}")
-    rows = list_events(
-        current().engine, status=status, type_=type_, since=_since(since), limit=limit
-    )
+    rows = list_events(current().engine, status=status, type_=type_, since=since, limit=limit)
     if json:
         emit_json(rows)
         return
@@ -151,7 +144,7 @@ def replay_command(
         _config(),
         event_id=event_id,
         failed=failed,
-        since=_since(since),
+        since=since,
         force=force,
     )
     _print_outcomes(outcomes, json)
@@ -165,9 +158,11 @@ def replay_command(
 @app.command("backfill")
 def backfill_command(
     since: Annotated[
-        str,
+        datetime,
         typer.Option(
-            "--since", help="From this date (YYYY-MM-DD); Stripe keeps 30 days of events."
+            "--since",
+            parser=moment("--since"),
+            help="From this date (YYYY-MM-DD); Stripe keeps 30 days of events.",
         ),
     ],
     json: Json = False,
@@ -179,7 +174,7 @@ def backfill_command(
     from creditctl.errors import CreditctlError
     from creditctl.webhooks.processing import backfill
 
-    counts = backfill(current().engine, _config(), since=_since(since))
+    counts = backfill(current().engine, _config(), since=since)
     if json:
         emit_json(counts)
     else:

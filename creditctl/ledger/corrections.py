@@ -16,6 +16,7 @@ from creditctl.errors import (
     InvalidInput,
     NotFound,
 )
+from creditctl.ledger.audit import record
 from creditctl.ledger.idempotency import fingerprint
 from creditctl.ledger.policy import Policy
 from creditctl.ledger.postings import add_grant, post_entry
@@ -26,8 +27,12 @@ from creditctl.ledger.spending import take
 from creditctl.ledger.statements import LOCK_USER
 from creditctl.ledger.sweep import find_and_sweep
 from creditctl.ledger.transactions import run_write
+from creditctl.parsing.text import check_reason
 
 REVERSIBLE = {"usage", "adjustment", "grant", "bonus", "refund", "reset"}
+# The grant sources (creditctl.db.models.GRANT_SOURCES) an operator may give: plan credits
+# come from plans and refunds from reversals, never from `grant`.
+OPERATOR_SOURCES = ("bonus", "promotion", "admin")
 
 
 def grant(
@@ -36,17 +41,17 @@ def grant(
     amount: int,
     *,
     actor: str,
-    reason: str,
+    reason: str | None,
     source: str = "bonus",
     expires_at: datetime | None = None,
     key: str | None = None,
     now: datetime | None = None,
 ) -> Posting:
     """Give a user credits (bonus, promotion, admin), optionally expiring."""
-    from creditctl.ledger.audit import record
-
     now = now or utcnow()
-    require_reason(reason)
+    if source not in OPERATOR_SOURCES:
+        raise InvalidInput(f"source {source!r} is not one of {', '.join(OPERATOR_SOURCES)}")
+    reason = check_reason(reason)
     if expires_at is not None and expires_at <= now:
         raise InvalidInput(f"expiry {iso(expires_at)} is in the past; give a future date")
     request = fingerprint("grant", amount, source, iso(expires_at), reason)
@@ -89,16 +94,14 @@ def adjust(
     delta: int,
     *,
     actor: str,
-    reason: str,
+    reason: str | None,
     policy: Policy,
     key: str | None = None,
     now: datetime | None = None,
 ) -> Posting:
     """An operator's correction: add credits (an admin grant) or remove them."""
-    from creditctl.ledger.audit import record
-
     now = now or utcnow()
-    require_reason(reason)
+    reason = check_reason(reason)
     request = fingerprint("adjust", delta, reason)
 
     def operation(conn: Connection) -> Posting:
@@ -176,7 +179,7 @@ def reverse(
     entry_id: int,
     *,
     actor: str,
-    reason: str,
+    reason: str | None,
     policy: Policy,
     now: datetime | None = None,
 ) -> Posting:
@@ -187,10 +190,8 @@ def reverse(
     refused (Conflict): releasing that hold would put them back into the reversed grant. The
     operator captures or releases the hold, or waits for it to expire, then reverses.
     """
-    from creditctl.ledger.audit import record
-
     now = now or utcnow()
-    require_reason(reason)
+    reason = check_reason(reason)
 
     def operation(conn: Connection) -> Posting:
         original = conn.execute(sa.select(entries).where(entries.c.id == entry_id)).first()
@@ -284,11 +285,3 @@ def _refuse_if_on_hold(conn: Connection, original: Row) -> None:
         f"wait until it expires (by {last}), then reverse",
         holds=[row.id for row in on_hold],
     )
-
-
-def require_reason(reason: str | None) -> str:
-    if reason is None or not reason.strip():
-        raise InvalidInput('a reason is required: pass --reason "why this change is made"')
-    if len(reason) > 500:
-        raise InvalidInput("reason is longer than 500 characters; shorten it")
-    return reason.strip()

@@ -18,6 +18,7 @@ class Policy:
     welcome_grant: int = 5
     upgrade_hint: str = "ask an operator for a grant"
     past_due_grace_days: int = 7
+    default_plan: str = "free"  # a new user's plan when none is named
 
     @classmethod
     def from_settings(cls, settings: Any) -> Policy:
@@ -27,6 +28,7 @@ class Policy:
             welcome_grant=settings["credits.welcome_grant"],
             upgrade_hint=settings["credits.upgrade_hint"],
             past_due_grace_days=settings["billing.past_due_grace_days"],
+            default_plan=settings["credits.default_plan"],
         )
 
     def usage_cutoff(self, now: datetime) -> datetime:
