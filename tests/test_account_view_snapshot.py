@@ -8,9 +8,9 @@ import threading
 import pytest
 from helpers import new_user, start_workers
 
-from creditctl.support.account_view import account_view
 from creditctl.ledger import corrections
 from creditctl.ledger.audit import verify
+from creditctl.support.account_view import account_view
 
 pytestmark = pytest.mark.slow
 WRITERS = 3

@@ -7,7 +7,6 @@ import pytest
 from freezegun import freeze_time
 from helpers import one_error_line
 
-from creditctl.support.account_view import account_view
 from creditctl.accounts.users import add_user
 from creditctl.billing.subscriptions import apply_subscription_change
 from creditctl.errors import PaymentOverdue
@@ -15,6 +14,7 @@ from creditctl.ledger.corrections import adjust
 from creditctl.ledger.policy import Policy
 from creditctl.ledger.spending import deduct
 from creditctl.ledger.transactions import run_write
+from creditctl.support.account_view import account_view
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 FAILED = START + timedelta(days=3)

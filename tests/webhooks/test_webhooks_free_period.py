@@ -10,9 +10,9 @@ from helpers import new_user
 from test_webhooks_ordering import Story
 from webhook_helpers import now_utc
 
-from creditctl.support.account_view import account_view
 from creditctl.ledger.audit import verify as audit_verify
 from creditctl.ledger.balances import balance
+from creditctl.support.account_view import account_view
 
 
 def _free_grants(engine) -> list[int]:

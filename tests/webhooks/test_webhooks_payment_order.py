@@ -8,10 +8,10 @@ import pytest
 from test_webhooks_ordering import Story
 from webhook_helpers import GENERATIONS, event, signed
 
-from creditctl.support.account_view import account_view
 from creditctl.errors import PaymentOverdue
 from creditctl.ledger.policy import Policy
 from creditctl.ledger.spending import deduct
+from creditctl.support.account_view import account_view
 from creditctl.webhooks.processing import replay
 from creditctl.webhooks.receive import receive
 
