@@ -129,6 +129,15 @@ def _recorded_plan(recorded: Row | None, paid: PaidInvoice) -> str | None:
 def _grant_period(
     ctx: EventContext, paid: PaidInvoice, user_id: str, plan: str, recorded: Row | None
 ) -> Result:
+    """Grant the paid period's plan credits, once, until the period's end.
+
+    The user paid for the period, so its credits are theirs whatever happens to the
+    subscription meanwhile: an invoice processed after the subscription ended (Stripe may
+    deliver `customer.subscription.deleted` first) grants them as one processed before would
+    have, expiring at the period's end, without touching the ended state or the user's plan.
+    A period already over when the invoice is processed grants nothing, in either order. The
+    period's grant key (billing.period_credits) makes every later copy a no-op.
+    """
     start, end = paid.period_start, paid.period_end
     if paid.billing_reason == "subscription_update":
         # A mid-period change: its lines are prorations; the credits belong to the current period.
@@ -140,10 +149,6 @@ def _grant_period(
                 user_id,
             )
         start, end = recorded.current_period_start, recorded.current_period_end
-    if recorded is not None and recorded.status in ENDED:
-        return processed(
-            f"subscription {paid.subscription_id} already ended; nothing granted", user_id
-        )
     if start is None or end is None or end <= ctx.now:
         return processed(
             f"invoice {paid.invoice_id} is for a period that has ended "
