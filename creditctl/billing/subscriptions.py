@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Row
 from creditctl.billing.payloads import from_stripe
 from creditctl.billing.period_credits import top_up
 from creditctl.billing.plan_moves import move_user
-from creditctl.billing.subscription_status import CREDITED, OVERDUE, STATUSES
+from creditctl.billing.subscription_status import CREDITED, ENDED, OVERDUE, STATUSES
 from creditctl.db.tables import plans, subscriptions, users
 from creditctl.errors import InvalidInput, UnknownUser
 from creditctl.ledger.statements import LOCK_USER
@@ -62,8 +62,10 @@ def apply_subscription_change(
     API answer was read); older changes than the recorded one leave the state alone.
     `paid=True` says the period's invoice is paid (invoice.paid); `payment_created` is when
     Stripe reported that payment (default `stripe_created`), so older payment news never
-    clears or starts the grace period over newer. When the subscription has ended, the
-    user moves to `ended_plan` if given.
+    clears or starts the grace period over newer. A payment failure newer than the change
+    keeps the subscription past_due (`_status_to_record`); an end stops the grace clock
+    whenever its news comes. When the subscription has ended, the user moves to
+    `ended_plan` if given.
     """
     if status not in STATUSES:
         raise InvalidInput(f"subscription status {status!r} is not one of {', '.join(STATUSES)}")
@@ -78,6 +80,7 @@ def apply_subscription_change(
         previous is None
         or _newer(payment_at, previous.last_payment_created or previous.last_event_created)
     )
+    recorded_status = _status_to_record(conn, previous, user_id, status, stripe_created)
     granted = 0
     if status in CREDITED and plan is not None and period_start is not None:
         granted = top_up(
@@ -98,7 +101,7 @@ def apply_subscription_change(
         "plan": plan,
         "period_start": period_start,
         "period_end": period_end,
-        "status": status,
+        "status": recorded_status,
         "stripe_created": stripe_created,
         "now": now,
         "customer_id": customer_id,
@@ -119,6 +122,9 @@ def apply_subscription_change(
             actor=actor,
             now=now,
         )
+    if fresh and status in ENDED and not payment_fresh:
+        # Ended: nothing is overdue any more, however late the news of the end came.
+        _note_payment(conn, user_id, overdue=False, since=payment_at)
     if payment_fresh:
         _note_payment(conn, user_id, overdue=status in OVERDUE and not paid, since=payment_at)
         conn.execute(
@@ -132,6 +138,25 @@ def apply_subscription_change(
 
 def _newer(moment: datetime, than: datetime | None) -> bool:
     return than is None or moment >= than
+
+
+def _status_to_record(
+    conn: Connection, previous: Row | None, user_id: str, status: str, created: datetime
+) -> str:
+    """The change's status, unless a payment failure newer than the change still stands.
+
+    A failure recorded before the subscription's own events (its invoice came first) leaves
+    the state provisional, so an older subscription event still records its plan, period and
+    flags; the subscription stays past_due all the same, as it would had the events come in
+    order, unless the change ends it or a later payment cleared the failure.
+    """
+    if previous is None or status in ENDED or previous.status not in OVERDUE:
+        return status
+    newest = previous.last_payment_created
+    if newest is None or newest <= created:
+        return status
+    since = conn.execute(sa.select(users.c.past_due_since).where(users.c.id == user_id))
+    return previous.status if since.scalar() is not None else status
 
 
 def _note_payment(conn: Connection, user_id: str, *, overdue: bool, since: datetime) -> None:

@@ -97,11 +97,13 @@ def invoice_paid(ctx: EventContext) -> Result:
     lock_user(ctx.conn, user_id)
     recorded = recorded_subscription(ctx.conn, paid.subscription_id)
     plan = plan or _recorded_plan(recorded, paid)
-    if plan is None and recorded is None:
+    if plan is None and waits_for_plan(recorded):
         # A dashboard price known only by id: the subscription's own event names its plan.
+        # Recorded from an invoice (a payment failure first), it may not know it yet either.
+        what = "is recorded" if recorded is None else "names it"
         return deferred(
             f"price {payloads.obj_id(paid.price)} of invoice {iid} maps "
-            f"to no plan until subscription {paid.subscription_id} is recorded",
+            f"to no plan until subscription {paid.subscription_id} {what}",
             user_id,
             paid.subscription_id,
         )
@@ -117,6 +119,11 @@ def invoice_paid(ctx: EventContext) -> Result:
 def lock_user(conn: Connection, user_id: str) -> None:
     """Take the user's row lock (creditctl.ledger.statements) for the rest of the transaction."""
     conn.execute(LOCK_USER, {"uid": user_id})
+
+
+def waits_for_plan(recorded: Row | None) -> bool:
+    """True while a subscription event may still name the subscription's plan."""
+    return recorded is None or (recorded.plan is None and recorded.status not in ENDED)
 
 
 def _recorded_plan(recorded: Row | None, paid: PaidInvoice) -> str | None:
@@ -202,6 +209,11 @@ def _grant_only(recorded: Row | None, created: datetime) -> datetime:
     return recorded.last_event_created - timedelta(seconds=1)
 
 
+def _provisional(recorded: Row) -> bool:
+    """True when only invoices recorded the subscription: no subscription event yet."""
+    return recorded.last_event_created is not None and recorded.last_event_created <= PROVISIONAL
+
+
 def _expire_previous_plan_credits(
     conn: Connection,
     user_id: str,
@@ -276,11 +288,12 @@ def invoice_payment_failed(ctx: EventContext) -> Result:
         user_id=user_id,
         subscription_id=paid.subscription_id,
         status="past_due",
-        stripe_created=ctx.created,
+        stripe_created=_failure_dated(recorded, ctx.created),
         actor=ctx.event_id,
         now=ctx.now,
         customer_id=payloads.obj_id(paid.customer),
         ended_plan=ctx.config.default_plan,
+        payment_created=ctx.created,
         **state,
     )
     what = "past_due" if applied.state_recorded else "older than the recorded state; kept"
@@ -288,6 +301,20 @@ def invoice_payment_failed(ctx: EventContext) -> Result:
         f"payment of invoice {invoice['id']} failed: subscription {paid.subscription_id} {what}",
         user_id,
     )
+
+
+def _failure_dated(recorded: Row | None, created: datetime) -> datetime:
+    """The `created` a failure records the subscription's state with.
+
+    Once a subscription event recorded it, the failure is a newer change (past_due from
+    then on). Before that, what the failure records (its plan may be unknown, no pending
+    cancel) is provisional like a paid invoice's: any subscription event, even an older one,
+    records its own state over it, and keeps past_due while this failure is the newest
+    payment news (billing.subscriptions).
+    """
+    if recorded is None or _provisional(recorded):
+        return PROVISIONAL
+    return created
 
 
 def _failed_state(ctx: EventContext, paid: PaidInvoice, recorded: Row | None) -> dict[str, Any]:
