@@ -30,12 +30,11 @@ WORKERS, ATTEMPTS, CREDITS = 8, 500, 2000
 
 
 def _prepare(url: str, credits: int, user_id: str = "bench") -> None:
-    from creditctl.db.engine import make_engine
-    from creditctl.db.migrate import upgrade
-
     from creditctl.accounts.plans import load_plans
     from creditctl.accounts.users import add_user
     from creditctl.config.settings import load_settings
+    from creditctl.db.engine import make_engine
+    from creditctl.db.migrate import upgrade
     from creditctl.ledger.corrections import grant
     from creditctl.ledger.policy import Policy
 
@@ -74,9 +73,8 @@ def inprocess(url: str) -> tuple[float, float]:
     """Domain-layer deducts per second (creditctl.ledger.spending.deduct: the rules of
     creditctl.ledger.rules on the engine's pooled connection, running the same pre-rendered
     statements as the CLI's fast path), and the raw driver's on a second user."""
-    from creditctl.db.engine import make_engine
-
     from bench import raw
+    from creditctl.db.engine import make_engine
     from creditctl.ledger.policy import Policy
     from creditctl.ledger.spending import deduct
 
@@ -100,9 +98,8 @@ def inprocess(url: str) -> tuple[float, float]:
 
 
 def _add_bench_user(url: str, user_id: str) -> None:
-    from creditctl.db.engine import make_engine
-
     from creditctl.accounts.users import add_user
+    from creditctl.db.engine import make_engine
     from creditctl.ledger.corrections import grant
     from creditctl.ledger.policy import Policy
 
@@ -121,7 +118,6 @@ def _add_bench_user(url: str, user_id: str) -> None:
 
 def _contend(url: str, user_id: str, attempts: int, results) -> None:
     from creditctl.db.engine import make_engine
-
     from creditctl.errors import InsufficientCredits
     from creditctl.ledger.policy import Policy
     from creditctl.ledger.spending import deduct
@@ -139,9 +135,8 @@ def _contend(url: str, user_id: str, attempts: int, results) -> None:
 
 def contention(url: str) -> dict:
     """8 processes deduct 1 credit 500 times each from one user holding 2,000."""
-    from creditctl.db.engine import make_engine
-
     from creditctl.accounts.users import add_user
+    from creditctl.db.engine import make_engine
     from creditctl.ledger.audit import verify
     from creditctl.ledger.balances import balance
     from creditctl.ledger.corrections import grant
@@ -183,7 +178,6 @@ def contention(url: str) -> dict:
 
 def holds_rate(url: str) -> float:
     from creditctl.db.engine import make_engine
-
     from creditctl.ledger.holds import capture, reserve
     from creditctl.ledger.policy import Policy
 

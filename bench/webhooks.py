@@ -26,12 +26,12 @@ PRICE = "price_bench_pro"
 
 def _prepare(url: str, users: int) -> None:
     import sqlalchemy as sa
-    from creditctl.db.engine import make_engine
-    from creditctl.db.migrate import upgrade
-    from creditctl.db.tables import users as users_table
 
     from creditctl.accounts.plans import load_plans
     from creditctl.config.settings import load_settings
+    from creditctl.db.engine import make_engine
+    from creditctl.db.migrate import upgrade
+    from creditctl.db.tables import users as users_table
     from creditctl.ledger.transactions import run_write
 
     engine = make_engine(url)

@@ -7,16 +7,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from creditctl.config.database_url import not_a_url, parse_database_url
 from creditctl.db.connection_settings import (
     POSTGRES_CONNECT_ARGS,
     configure_sqlite,
     sqlite_connect_args,
 )
 from creditctl.db.failures import database_failure
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine, make_url
-
-from creditctl.config.database_url import not_a_url, parse_database_url
 from creditctl.errors import DatabaseUnavailable, SchemaOutOfDate
 
 READ_ONLY = "creditctl_read_only"

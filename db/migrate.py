@@ -8,8 +8,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from creditctl.db.engine import write
 from sqlalchemy.engine import Engine
+
+from creditctl.db.engine import write
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

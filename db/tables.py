@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from creditctl.db.models import metadata
 from sqlalchemy import Table
+
+from creditctl.db.models import metadata
 
 
 def _table(name: str) -> Table:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from creditctl.scheduler import jobs as job_functions
 from sqlalchemy.engine import Engine
 
+from creditctl.scheduler import jobs as job_functions
 from creditctl.webhooks.config import WebhookConfig
 
 

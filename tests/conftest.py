@@ -52,10 +52,9 @@ def pg_url(database: str) -> str:
 
 
 def _prepare(url: str) -> None:
+    from creditctl.accounts.plans import load_plans
     from creditctl.db.engine import make_engine
     from creditctl.db.migrate import upgrade
-
-    from creditctl.accounts.plans import load_plans
 
     engine = make_engine(url)
     try:

@@ -12,12 +12,12 @@ import json
 from dataclasses import replace
 
 import pytest
-from creditctl.db.models import GRANT_SOURCES
 from helpers import new_user, one_error_line, snapshot
 
 from creditctl.accounts.plans import init_database, list_plans
 from creditctl.accounts.users import add_user, search_users
 from creditctl.config.settings import load_settings
+from creditctl.db.models import GRANT_SOURCES
 from creditctl.errors import InvalidInput
 from creditctl.ledger.corrections import OPERATOR_SOURCES, adjust, grant, reverse
 from creditctl.ledger.history import history

@@ -2,8 +2,8 @@
 
 import pytest
 import sqlalchemy as sa
-from creditctl.db.engine import make_engine, read
 
+from creditctl.db.engine import make_engine, read
 from creditctl.errors import DatabaseUnavailable
 
 

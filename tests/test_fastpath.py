@@ -1,10 +1,10 @@
 """The bare-driver fast path: same SQL as the ledger, same results, steps aside when unsure."""
 
 import pytest
-from creditctl.db.tables import entries
 
 from creditctl.accounts.users import add_user
 from creditctl.clock import utcnow
+from creditctl.db.tables import entries
 from creditctl.ledger import drivers, fastpath, fastsql_build, rules
 from creditctl.ledger._fastsql import STATEMENTS
 from creditctl.ledger.audit import verify

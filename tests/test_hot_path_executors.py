@@ -8,15 +8,15 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from creditctl.db.connection_settings import sqlite_moment, sqlite_time
-from creditctl.db.engine import read
-from creditctl.db.tables import users
 from helpers import new_user
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
 from creditctl.clock import utcnow
+from creditctl.db.connection_settings import sqlite_moment, sqlite_time
+from creditctl.db.engine import read
+from creditctl.db.tables import users
 from creditctl.errors import InsufficientCredits
 from creditctl.ledger import balances, corrections, drivers, fastpath, holds, lookup, rules
 from creditctl.ledger.policy import Policy

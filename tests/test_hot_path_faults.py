@@ -15,9 +15,9 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
-from creditctl.db.engine import make_engine
 from helpers import cli_env, creditctl_executable, new_user, one_error_line, snapshot
 
+from creditctl.db.engine import make_engine
 from creditctl.errors import DatabaseBusy
 from creditctl.ledger import fastpath, history, spending
 from creditctl.ledger.balances import balance

@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from creditctl.db.engine import make_engine
 from helpers import new_user, snapshot
 from sqlalchemy import event
 
 from creditctl.clock import utcnow
+from creditctl.db.engine import make_engine
 from creditctl.errors import InsufficientCredits, PaymentOverdue, UnknownUser
 from creditctl.ledger import corrections, fastpath, history, spending
 from creditctl.ledger.audit import verify

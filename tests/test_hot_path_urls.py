@@ -4,10 +4,10 @@ engine reads the same way: the URL is read in one place (creditctl.config.databa
 from __future__ import annotations
 
 import pytest
-from creditctl.db.engine import make_engine
 from helpers import new_user
 
 from creditctl.config.database_url import check_database_url
+from creditctl.db.engine import make_engine
 from creditctl.ledger import fastpath
 from creditctl.ledger.balances import balance as full_balance
 

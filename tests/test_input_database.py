@@ -123,9 +123,8 @@ def test_the_largest_plan_the_schema_holds_is_accepted(cli, tmp_path):
 
 
 def test_the_schema_bound_is_the_one_the_configuration_uses():
-    from creditctl.db.models import MAX_CREDITS as SCHEMA_MAX_CREDITS
-
     from creditctl.config.values import MAX_CREDITS
+    from creditctl.db.models import MAX_CREDITS as SCHEMA_MAX_CREDITS
 
     assert MAX_CREDITS == SCHEMA_MAX_CREDITS
 

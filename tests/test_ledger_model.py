@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from creditctl.db.tables import entries, grants
 from helpers import T0, new_user
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -29,6 +28,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from creditctl.db.tables import entries, grants
 from creditctl.errors import (
     AlreadyReversed,
     Conflict,

@@ -15,9 +15,9 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from creditctl.db.engine import make_engine
 from helpers import cli_env, creditctl_executable, new_user, run_creditctl
 
+from creditctl.db.engine import make_engine
 from creditctl.errors import ChargeUnsettled
 from creditctl.ledger import balances, history, holds
 from creditctl.ledger.audit import verify

@@ -2,12 +2,12 @@
 
 from datetime import timedelta
 
-from creditctl.scheduler import jobs, wiring
 from freezegun import freeze_time
 
 from creditctl.accounts.users import add_user
 from creditctl.ledger.balances import balance
 from creditctl.ledger.holds import open_holds, reserve
+from creditctl.scheduler import jobs, wiring
 from creditctl.webhooks.config import WebhookConfig
 
 

@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from creditctl.db.models import metadata
 from helpers import new_user
+
+from creditctl.db.models import metadata
 
 NOW = "'2026-01-10 12:00:00'"
 
@@ -155,6 +156,7 @@ def test_a_model_change_without_migration_is_noticed(engine):
 
 def _migrate(engine, revision: str) -> None:
     from alembic import command
+
     from creditctl.db.engine import write
     from creditctl.db.migrate import alembic_config
 

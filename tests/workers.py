@@ -15,7 +15,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from creditctl.db.engine import make_engine
-
 from creditctl.errors import HoldSettled, InsufficientCredits
 from creditctl.ledger import fastpath, holds, spending
 from creditctl.ledger.policy import Policy

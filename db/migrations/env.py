@@ -1,6 +1,7 @@
 """Alembic environment: runs on the connection handed over by db.migrate, or on an engine."""
 
 from alembic import context
+
 from creditctl.db.engine import make_engine, write
 from creditctl.db.models import metadata
 

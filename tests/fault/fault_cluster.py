@@ -207,12 +207,12 @@ def scheduled_retry(database_url: str, env: dict[str, str]) -> int:
     """
     from datetime import timedelta
 
-    from creditctl.db.engine import make_engine
-    from creditctl.scheduler.jobs import retry_failed_webhooks
     from freezegun import freeze_time
 
     from creditctl.clock import utcnow
     from creditctl.config.settings import load_settings
+    from creditctl.db.engine import make_engine
+    from creditctl.scheduler.jobs import retry_failed_webhooks
     from creditctl.webhooks.config import WebhookConfig
 
     settings = load_settings(environ={"STRIPE_WEBHOOK_SECRET": SECRET, **env})

@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from fault_stories import Story
+
 from creditctl.db.engine import make_engine
 from creditctl.db.tables import grants, subscriptions, users, webhook_events
-from fault_stories import Story
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from creditctl.db.engine import write
 from fault_invariants import violations
 from fault_stories import round_stories
 from helpers import new_user
@@ -20,6 +19,7 @@ from webhook_helpers import SECRET, signed
 from webhook_support import PRO_PRICE
 
 from creditctl.clock import utcnow
+from creditctl.db.engine import write
 from creditctl.ledger.postings import add_grant
 from creditctl.webhooks.config import WebhookConfig
 from creditctl.webhooks.receive import receive

@@ -17,7 +17,6 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from creditctl.db.engine import make_engine
 from fault_cluster import (
     Cluster,
     audit_verify,
@@ -31,6 +30,8 @@ from fault_invariants import stored_events, story_violations
 from fault_seeds import replay_hint, seeds
 from fault_stories import Story, tell
 from helpers import new_user
+
+from creditctl.db.engine import make_engine
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from creditctl.db.tables import grants, subscriptions, users
 
 from creditctl.accounts.users import add_user
 from creditctl.billing.subscriptions import apply_subscription_change
+from creditctl.db.tables import grants, subscriptions, users
 from creditctl.ledger.audit import verify
 from creditctl.ledger.transactions import run_write
 

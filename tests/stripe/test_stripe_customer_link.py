@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import sqlalchemy as sa
-from creditctl.db.tables import users
 
 from creditctl.accounts.users import add_user
 from creditctl.billing.customers import Linked, link
+from creditctl.db.tables import users
 
 
 def _customers(engine) -> dict[str, str | None]:

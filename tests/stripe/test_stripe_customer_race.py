@@ -1,11 +1,11 @@
 """A customer another process created and recorded meanwhile is used, never created again."""
 
 import sqlalchemy as sa
-from creditctl.db.tables import stripe_requests, users
 
 from creditctl.accounts.users import add_user
 from creditctl.billing.customers import _stored_customer
 from creditctl.billing.request_keys import stripe_write
+from creditctl.db.tables import stripe_requests, users
 
 
 def pending_requests(engine) -> list[str]:

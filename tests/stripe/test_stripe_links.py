@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import sqlalchemy as sa
+
 from creditctl.db.tables import stripe_requests
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 
 import sqlalchemy as sa
-from creditctl.db.tables import plans
 
 from creditctl.billing.gateway import Gateway
+from creditctl.db.tables import plans
 
 
 def _ok(result):

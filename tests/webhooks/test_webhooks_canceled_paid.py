@@ -11,12 +11,12 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from creditctl.db.tables import grants, subscriptions
 from helpers import new_user
 from test_webhooks_ordering import Story
 from test_webhooks_receive import plan_grants
 from webhook_helpers import GENERATIONS, price
 
+from creditctl.db.tables import grants, subscriptions
 from creditctl.ledger.audit import verify as audit_verify
 from creditctl.ledger.balances import balance
 

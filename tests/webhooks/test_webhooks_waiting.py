@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from creditctl.scheduler import jobs
 from test_webhooks_ordering import Story
 from test_webhooks_receive import plan_grants
 from webhook_helpers import SECRET, event, price, signed
@@ -19,6 +18,7 @@ from creditctl.billing.subscriptions import apply_stripe_subscription
 from creditctl.ledger.audit import verify as audit_verify
 from creditctl.ledger.balances import balance
 from creditctl.ledger.transactions import run_write
+from creditctl.scheduler import jobs
 from creditctl.webhooks.config import WebhookConfig
 from creditctl.webhooks.events import list_events, show_event
 from creditctl.webhooks.processing import replay
