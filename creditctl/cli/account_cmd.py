@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import typer
-
 from creditctl.cli.context import current
 from creditctl.cli.options import Json, UserArg
 from creditctl.cli.output import emit_json, key_values, say, table, warn
@@ -53,4 +51,3 @@ def account(user: UserArg, json: Json = False) -> None:
     warn(view["warnings"])
 
 
-__all__ = ["account", "typer"]

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING
 
 from creditctl.errors import IdempotencyConflict, InvalidInput
-
-if TYPE_CHECKING:
-    pass
 
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")
 UNIQUE_KEY_CONSTRAINT = "uq_ledger_entries_user_id_idempotency_key"
