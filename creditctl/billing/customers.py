@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -29,7 +29,7 @@ class CustomerLink:
     action: Found
 
     def as_dict(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "customer_id": self.customer_id, "action": self.action}
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -28,13 +28,7 @@ class CheckoutLink:
     url: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "user_id": self.user_id,
-            "plan": self.plan,
-            "customer_id": self.customer_id,
-            "session_id": self.session_id,
-            "url": self.url,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -47,12 +41,7 @@ class PortalLink:
     url: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "user_id": self.user_id,
-            "customer_id": self.customer_id,
-            "session_id": self.session_id,
-            "url": self.url,
-        }
+        return asdict(self)
 
 
 # --- checkout and portal links ------------------------------------------------------------------
