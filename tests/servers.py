@@ -37,12 +37,13 @@ def wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 30
 
 @contextmanager
 def localstripe(directory: Path) -> Iterator[str]:
-    """`localstripe --port N --from-scratch` as a subprocess; yields its URL."""
+    """localstripe on a free port as a subprocess, its state kept in `directory`; yields its URL."""
     port = free_port()
     log = directory / "localstripe.log"
+    runner = Path(__file__).with_name("localstripe_server.py")
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
+            [sys.executable, str(runner), str(directory), "--port", str(port), "--from-scratch"],
             stdout=output,
             stderr=subprocess.STDOUT,
         )

@@ -49,5 +49,3 @@ def account(user: UserArg, json: Json = False) -> None:
         empty="no usage yet",
     )
     warn(view["warnings"])
-
-
