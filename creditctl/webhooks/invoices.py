@@ -74,17 +74,10 @@ def invoice_paid(ctx: EventContext) -> Result:
     invoice, _ = fresh(ctx, lambda s: s.retrieve(lambda v1: v1.invoices.retrieve(iid)), ctx.obj)
     if not payloads.invoice_is_paid(invoice):
         return ignored(f"invoice {iid} is not paid (status {invoice.get('status')})")
-    paid = PaidInvoice.read(invoice)
-    if paid is None:
-        return ignored(f"invoice {iid} belongs to no subscription")
-    user_id = map_user(
-        ctx, subscription_id=paid.subscription_id, customer=paid.customer, metadata=[paid.metadata]
-    )
-    if user_id is None:
-        return unmapped(
-            f"invoice {iid} of subscription {paid.subscription_id} maps to no user",
-            payloads.obj_id(paid.customer),
-        )
+    found = _subscriber(ctx, invoice)
+    if isinstance(found, Result):
+        return found
+    paid, user_id = found
     # What the database knows (the price's plan, or the recorded subscription's) before
     # asking Stripe, which may be unreachable; and Stripe's answer before taking the lock.
     plan = (
@@ -253,9 +246,8 @@ def _expire_previous_plan_credits(
     )
 
 
-def invoice_payment_failed(ctx: EventContext) -> Result:
-    """Mark the subscription past_due (shown by `creditctl account`); usage grace starts."""
-    invoice = ctx.obj
+def _subscriber(ctx: EventContext, invoice: dict[str, Any]) -> tuple[PaidInvoice, str] | Result:
+    """The invoice's subscription and user; or the answer when it names neither."""
     paid = PaidInvoice.read(invoice)
     if paid is None:
         return ignored(f"invoice {invoice['id']} belongs to no subscription")
@@ -267,6 +259,16 @@ def invoice_payment_failed(ctx: EventContext) -> Result:
             f"invoice {invoice['id']} of subscription {paid.subscription_id} maps to no user",
             payloads.obj_id(paid.customer),
         )
+    return paid, user_id
+
+
+def invoice_payment_failed(ctx: EventContext) -> Result:
+    """Mark the subscription past_due (shown by `creditctl account`); usage grace starts."""
+    invoice = ctx.obj
+    found = _subscriber(ctx, invoice)
+    if isinstance(found, Result):
+        return found
+    paid, user_id = found
     lock_user(ctx.conn, user_id)
     recorded = recorded_subscription(ctx.conn, paid.subscription_id)
     if recorded is not None and recorded.status in ENDED:
